@@ -1,0 +1,103 @@
+"""Command line: one subcommand per stage (what both schedulers run) plus the project tools."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from smt import params as P
+from smt import registry as R
+from smt import stamps
+from smt.context import StageContext
+
+# stage name -> module under smt.stages providing `run(ctx)`
+IMPLEMENTATIONS = {
+    "model": "model",
+    "ingest": "ingest",
+    "synth_qa": "synth_qa",
+    "synth_docs": "synth_docs",
+    "mix": "mix",
+    "train": "train",
+    "rag_index": "rag_index",
+    **{f"eval_{c}": "evaluate" for c in R.CONDITIONS},
+    "report": "report",
+}
+
+
+def _logger(path: str) -> logging.Logger:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    log = logging.getLogger("smt")
+    log.handlers.clear()
+    log.setLevel(logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    for handler in (logging.FileHandler(path, mode="w"), logging.StreamHandler(sys.stderr)):
+        handler.setFormatter(fmt)
+        log.addHandler(handler)
+    log.propagate = False
+    return log
+
+
+def run_stage(name: str, axes: dict[str, str], params_path: str = "params.yaml") -> None:
+    """Run one stage instance: refresh its params stamp, compute, then mark the stamp as built."""
+    params = P.load(params_path)
+    st = R.stage(name)
+    for axis in st.axes:
+        allowed = R.axis_values(params, axis)
+        if axes.get(axis) not in allowed:
+            raise SystemExit(f"smt {name}: --{axis} {axes.get(axis)!r} is not in params.yaml; allowed: {allowed}")
+    started = time.time()
+    stamps.refresh(st, axes, params)
+    ctx = StageContext(
+        stage=st,
+        axes=axes,
+        params=params,
+        inputs=R.stage_inputs(st, axes, params),
+        outputs=R.stage_outputs(st, axes, params),
+        log=_logger(R.log_path(st, axes)),
+    )
+    ctx.log.info("stage %s %s (params %s)", name, axes, ctx.fingerprint)
+    module = importlib.import_module(f"smt.stages.{IMPLEMENTATIONS[name]}")
+    module.run(ctx)
+    missing = [p for p in ctx.outputs.values() if not Path(p).exists()]
+    if missing:
+        raise RuntimeError(f"stage {name} finished without writing {missing}")
+    stamps.mark_built(st, axes, started)
+    ctx.log.info("stage %s done in %.1fs", name, time.time() - started)
+
+
+def _tool_commands(sub: Any) -> None:
+    sub.add_parser("render-dvc", help="write dvc.yaml from the stage registry")
+    sub.add_parser("check", help="validate params.yaml and print the stage instances")
+    rec = sub.add_parser("record", help="after a Snakemake run: record the outputs in DVC (dvc commit)")
+    rec.add_argument("--save", metavar="NAME", nargs="?", const="", help="also `dvc exp save` the workspace")
+    sub.add_parser("sync", help="after a DVC checkout/pull: make Snakemake agree (touch when DVC is clean)")
+    closure = sub.add_parser("affected", help="stage instances a params key or source file change reruns")
+    closure.add_argument("what", nargs="+", help="dotted params keys or source file paths")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="smt", description=__doc__)
+    parser.add_argument("--params", default="params.yaml", help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for st in R.STAGES:
+        sp = sub.add_parser(st.name, help=st.doc)
+        for axis in st.axes:
+            sp.add_argument(f"--{axis}", required=True)
+    _tool_commands(sub)
+    args = parser.parse_args(argv)
+    try:
+        if args.command in R.BY_NAME:
+            st = R.stage(args.command)
+            run_stage(args.command, {a: getattr(args, a) for a in st.axes}, args.params)
+            return 0
+        from smt import tools
+
+        return tools.run(args)
+    except P.ParamsError as exc:
+        print(f"smt: invalid configuration: {exc}", file=sys.stderr)
+        return 2

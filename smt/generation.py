@@ -1,0 +1,174 @@
+"""Text generation behind one interface, with per-item seeds.
+
+Each request carries its own seed (derived from the run seed, document id, generator and index), and
+sampling draws from a per-item random generator, so what an item gets does not depend on which batch or
+shard it lands in. The transformers backend runs on CPU or GPU; vLLM and HTTP backends plug in here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+def item_seed(seed: int, *parts: object) -> int:
+    """A 63-bit seed from the run seed and an item's identity."""
+    blob = "\x1f".join(str(p) for p in (seed, *parts)).encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big") >> 1
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens}
+
+
+@dataclass
+class Request:
+    key: str
+    messages: list[dict[str, str]]
+    seed: int
+    prefill: str = ""  # text the assistant turn starts with (steers the output format)
+
+
+@dataclass
+class Completion:
+    key: str
+    text: str
+    finish_reason: str  # stop | length
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        rate = self.completion_tokens / self.seconds if self.seconds else 0.0
+        return {
+            "requests": self.requests,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "seconds": round(self.seconds, 2),
+            "completion_tokens_per_s": round(rate, 2),
+        }
+
+
+def _filter_top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    if top_p >= 1.0:
+        return probs
+    sorted_probs, order = torch.sort(probs, descending=True)
+    keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < top_p
+    filtered = torch.zeros_like(probs)
+    filtered[order[keep]] = sorted_probs[keep]
+    return filtered / filtered.sum()
+
+
+class TransformersBackend:
+    """Batched sampling with a KV cache on a Hugging Face causal LM (CPU or GPU)."""
+
+    name = "transformers"
+
+    def __init__(self, model_path: str, dtype: str = "bfloat16", batch_size: int = 8) -> None:
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(self.device)
+        self.model.eval()
+        self.batch_size = batch_size
+        self.stop_ids = self._stop_ids()
+        self.stats = Stats()
+
+    def _stop_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        for token in ("<|im_end|>", "<|eot_id|>", "<|endoftext|>"):
+            tid = self.tokenizer.convert_tokens_to_ids(token)
+            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id:
+                ids.add(tid)
+        return {i for i in ids if i is not None}
+
+    def prompt_text(self, request: Request) -> str:
+        text = self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
+        return text + request.prefill
+
+    @torch.inference_mode()
+    def _sample(self, prompts: list[str], seeds: list[int], sampling: Sampling) -> list[tuple[list[int], str, int]]:
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        attention = enc.attention_mask
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
+        tokens: list[list[int]] = [[] for _ in prompts]
+        finished = [False] * len(prompts)
+        current, past = enc.input_ids, None
+        for _ in range(sampling.max_new_tokens):
+            out = self.model(input_ids=current, attention_mask=attention, position_ids=positions,
+                             past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            logits = out.logits[:, -1, :].float().cpu()
+            chosen = []
+            for i, row in enumerate(logits):
+                if finished[i]:
+                    chosen.append(self.tokenizer.pad_token_id)
+                    continue
+                if sampling.temperature == 0:
+                    token = int(row.argmax())
+                else:
+                    probs = _filter_top_p(torch.softmax(row / sampling.temperature, dim=-1), sampling.top_p)
+                    token = int(torch.multinomial(probs, 1, generator=generators[i]))
+                if token in self.stop_ids:
+                    finished[i] = True
+                else:
+                    tokens[i].append(token)
+                chosen.append(token)
+            if all(finished):
+                break
+            current = torch.tensor(chosen, device=self.device).unsqueeze(1)
+            attention = torch.cat([attention, torch.ones_like(current)], dim=1)
+            positions = positions[:, -1:] + 1
+        prompt_lengths = attention.new_tensor(enc.attention_mask.sum(-1)).tolist()
+        return [(t, "stop" if f else "length", n) for t, f, n in zip(tokens, finished, prompt_lengths)]
+
+    def generate(self, requests: list[Request], sampling: Sampling, desc: str = "generate") -> list[Completion]:
+        """Complete every request; batches are sorted by prompt length to waste little padding."""
+        prompts = {r.key: self.prompt_text(r) for r in requests}
+        order = sorted(requests, key=lambda r: len(prompts[r.key]))
+        results: dict[str, Completion] = {}
+        bar = tqdm(total=len(requests), desc=desc, unit="item", dynamic_ncols=True)
+        started = time.perf_counter()
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            sampled = self._sample([prompts[r.key] for r in batch], [r.seed for r in batch], sampling)
+            for request, (ids, reason, n_prompt) in zip(batch, sampled):
+                text = request.prefill + self.tokenizer.decode(ids, skip_special_tokens=True)
+                results[request.key] = Completion(request.key, text, reason, n_prompt, len(ids))
+                self.stats.prompt_tokens += n_prompt
+                self.stats.completion_tokens += len(ids)
+            bar.update(len(batch))
+            bar.set_postfix(tok_s=f"{self.stats.completion_tokens / (time.perf_counter() - started):.0f}")
+        bar.close()
+        self.stats.requests += len(requests)
+        self.stats.seconds += time.perf_counter() - started
+        return [results[r.key] for r in requests]
+
+
+def backend_from_params(name: str, model_path: str, dtype: str, batch_size: int) -> TransformersBackend:
+    if name == "transformers":
+        return TransformersBackend(model_path, dtype=dtype, batch_size=batch_size)
+    raise ValueError(f"generation.backend = {name!r} is not available; allowed: ['transformers']")

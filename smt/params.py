@@ -1,0 +1,98 @@
+"""Load and validate params.yaml, the single configuration, and read it by dotted keys."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).parent / "schema" / "params.schema.yaml"
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class ParamsError(ValueError):
+    """params.yaml does not match the schema; the message names the key and what is allowed."""
+
+
+def _schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _subschema(schema: dict[str, Any], path: list[Any]) -> dict[str, Any]:
+    node = schema
+    for part in path:
+        if isinstance(part, int):
+            node = node.get("items", {})
+        else:
+            node = node.get("properties", {}).get(part, {})
+    return node
+
+
+def _describe(error: jsonschema.ValidationError, schema: dict[str, Any], source: str) -> str:
+    path = list(error.absolute_path)
+    key = ".".join(str(p) for p in path) or "<top level>"
+    if error.validator == "additionalProperties":
+        allowed = sorted(_subschema(schema, path).get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        where = f"in '{key}'" if path else "at the top level"
+        return f"{source}: unknown key(s) {unknown} {where}; allowed keys: {allowed}"
+    if error.validator == "required":
+        return f"{source}: '{key}': {error.message}"
+    if error.validator == "enum":
+        return f"{source}: '{key}' = {error.instance!r} is not allowed; allowed values: {error.validator_value}"
+    if error.validator in {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}:
+        sub = _subschema(schema, path)
+        bounds = {k: sub[k] for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum") if k in sub}
+        return f"{source}: '{key}' = {error.instance!r} is out of range; allowed: {bounds}"
+    if error.validator == "type":
+        return f"{source}: '{key}' = {error.instance!r} has the wrong type; expected {error.validator_value}"
+    return f"{source}: '{key}': {error.message}"
+
+
+def validate(params: dict[str, Any], source: str = "params.yaml") -> dict[str, Any]:
+    """Raise ParamsError naming the first offending key (most specific first)."""
+    schema = _schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(params), key=lambda e: (-len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        raise ParamsError(_describe(errors[0], schema, source))
+    return params
+
+
+def load(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: file not found (run from the project root)")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(params, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top level")
+    return validate(params, str(path))
+
+
+def get(params: dict[str, Any], dotted: str) -> Any:
+    """Value of a dotted key such as 'synth_qa.temperature'."""
+    node: Any = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f"params key '{dotted}' not found (missing '{part}')")
+        node = node[part]
+    return node
+
+
+def subset(params: dict[str, Any], keys: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """The values of exactly these dotted keys, as a flat, sorted mapping."""
+    return {key: get(params, key) for key in sorted(keys)}
+
+
+def fingerprint(params: dict[str, Any], keys: tuple[str, ...] | list[str]) -> str:
+    """A short, stable hash of the values of these keys."""
+    blob = json.dumps(subset(params, keys), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

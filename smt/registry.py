@@ -1,0 +1,349 @@
+"""The stage registry: every stage of the pipeline declared once.
+
+Snakemake rules (rules/*.smk) and the rendered dvc.yaml are both built from these declarations, so the two
+schedulers agree on what each stage reads (files, params keys, source modules) and writes.
+
+Path templates use `{benchmark}` for the stage's axis. A template holding an axis that the stage does not
+have (e.g. the report reading `results/scores/{benchmark}/...`) means "for every value in params".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from smt import params as P
+
+CONDITIONS = ("closed_book_base", "rag_base", "smt_closed_book", "smt_rag")
+AXIS_VALUES_KEY = {"benchmark": "benchmarks"}
+BASE_MODEL = "results/models/base"
+SMT_MODEL = "results/models/smt/{benchmark}"
+DOCUMENTS = "results/data/{benchmark}/documents.parquet"
+QUESTIONS = "results/data/{benchmark}/questions.parquet"
+INDEX = "results/index/{benchmark}"
+SCORE = "results/scores/{benchmark}/{condition}.json"
+
+GENERATION_KEYS = ("generation.backend", "generation.batch_size", "generation.dtype")
+EVAL_KEYS = ("eval.scorer", "eval.max_questions", "eval.batch_size")
+RAG_QUERY_KEYS = ("rag.retriever", "rag.top_k", "rag.embedding_model")
+
+
+@dataclass(frozen=True)
+class Output:
+    path: str
+    directory: bool = False
+    kind: str = "out"  # out (cached) | meta (small, uncached) | metric | plot
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage: what it reads and writes, and the command both schedulers run."""
+
+    name: str
+    doc: str
+    axes: tuple[str, ...]
+    inputs: dict[str, str]
+    outputs: dict[str, Output]
+    params: tuple[str, ...]
+    code: tuple[str, ...]
+    command_args: tuple[str, ...] = ()
+    resources: dict[str, int] = field(default_factory=lambda: {"mem_mb": 2000, "runtime": 30, "gpu": 0})
+    threads: int = 1
+    heavy: bool = False
+    env: str = "core"
+
+    def command(self, axis_format: str) -> str:
+        """The shell command; axis_format is e.g. '{wildcards.%s}' (Snakemake) or '${item}' (DVC)."""
+        parts = ["python -m smt", self.name, *self.command_args]
+        for axis in self.axes:
+            parts.append(f"--{axis} " + (axis_format % axis if "%s" in axis_format else axis_format))
+        return " ".join(parts)
+
+
+def _out(path: str, **kw: Any) -> Output:
+    return Output(path, **kw)
+
+
+def _eval_stage(condition: str) -> Stage:
+    rag = condition.endswith("rag")
+    smt = condition.startswith("smt")
+    inputs = {"model": SMT_MODEL if smt else BASE_MODEL, "questions": QUESTIONS, "documents": DOCUMENTS}
+    if rag:
+        inputs["index"] = INDEX
+    code = ("smt/stages/evaluate.py", "smt/scoring.py") + (("smt/retrieval.py",) if rag else ())
+    return Stage(
+        name=f"eval_{condition}",
+        doc=f"Score the {'SMT' if smt else 'base'} model {'with retrieval' if rag else 'closed-book'}.",
+        axes=("benchmark",),
+        inputs=inputs,
+        outputs={
+            "score": _out(SCORE.replace("{condition}", condition), kind="metric"),
+            "predictions": _out(f"results/scores/{{benchmark}}/{condition}.predictions.jsonl"),
+        },
+        params=EVAL_KEYS + (RAG_QUERY_KEYS if rag else ()),
+        code=code,
+        command_args=(),
+        resources={"mem_mb": 4000, "runtime": 30, "gpu": 0},
+        threads=2,
+        heavy=True,
+        env="evaluate",
+    )
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        name="model",
+        doc="Materialize the base model (generator and student) as a normal Hugging Face model folder.",
+        axes=(),
+        inputs={},
+        outputs={"model": _out(BASE_MODEL, directory=True)},
+        params=("model.source", "model.id", "model.package", "model.gguf_file", "model.path", "model.dtype"),
+        code=("smt/stages/model.py",),
+        resources={"mem_mb": 4000, "runtime": 20, "gpu": 0},
+        env="train",
+    ),
+    Stage(
+        name="ingest",
+        doc="Normalize a benchmark's documents and questions into tables with stable ids.",
+        axes=("benchmark",),
+        inputs={
+            "raw_documents": "smt/benchmarks/{benchmark}/documents.jsonl",
+            "raw_questions": "smt/benchmarks/{benchmark}/questions.jsonl",
+        },
+        outputs={
+            "documents": _out(DOCUMENTS),
+            "questions": _out(QUESTIONS),
+            "report": _out("results/data/{benchmark}/ingest_report.json", kind="metric"),
+        },
+        params=("ingest.max_documents",),
+        code=("smt/stages/ingest.py",),
+        resources={"mem_mb": 1000, "runtime": 10, "gpu": 0},
+    ),
+    Stage(
+        name="synth_qa",
+        doc="Generate open-ended synthetic QAs (question, answer with explanation) per document.",
+        axes=("benchmark",),
+        inputs={"model": BASE_MODEL, "documents": DOCUMENTS},
+        outputs={
+            "qa": _out("results/synth/{benchmark}/qa.jsonl"),
+            "manifest": _out("results/synth/{benchmark}/qa.manifest.json", kind="meta"),
+        },
+        params=("seed",) + GENERATION_KEYS
+        + ("synth_qa.per_document", "synth_qa.temperature", "synth_qa.top_p", "synth_qa.max_new_tokens"),
+        code=("smt/stages/synth_qa.py", "smt/generation.py", "smt/prompts/synth_qa.txt"),
+        resources={"mem_mb": 4000, "runtime": 120, "gpu": 0},
+        threads=2,
+        heavy=True,
+        env="generate",
+    ),
+    Stage(
+        name="synth_docs",
+        doc="Generate synthetic documents: Active Reading rewrites and Focal Rewrites.",
+        axes=("benchmark",),
+        inputs={"model": BASE_MODEL, "documents": DOCUMENTS, "qa": "results/synth/{benchmark}/qa.jsonl"},
+        outputs={
+            "docs": _out("results/synth/{benchmark}/docs.jsonl"),
+            "manifest": _out("results/synth/{benchmark}/docs.manifest.json", kind="meta"),
+        },
+        params=("seed",) + GENERATION_KEYS + (
+            "synth_docs.strategies_max_new_tokens",
+            "synth_docs.active_reading_per_document",
+            "synth_docs.focal_per_document",
+            "synth_docs.temperature",
+            "synth_docs.top_p",
+            "synth_docs.max_new_tokens",
+        ),
+        code=(
+            "smt/stages/synth_docs.py",
+            "smt/generation.py",
+            "smt/prompts/active_reading_strategies.txt",
+            "smt/prompts/active_reading_apply.txt",
+            "smt/prompts/focal_rewrite.txt",
+        ),
+        resources={"mem_mb": 4000, "runtime": 240, "gpu": 0},
+        threads=2,
+        heavy=True,
+        env="generate",
+    ),
+    Stage(
+        name="mix",
+        doc="Mix synthetic QAs and documents to a token budget and ratio, plus replay text.",
+        axes=("benchmark",),
+        inputs={
+            "model": BASE_MODEL,
+            "qa": "results/synth/{benchmark}/qa.jsonl",
+            "docs": "results/synth/{benchmark}/docs.jsonl",
+            "replay": "${mix.replay_corpus}",
+        },
+        outputs={
+            "train": _out("results/mix/{benchmark}/train.jsonl"),
+            "report": _out("results/mix/{benchmark}/mix_report.json", kind="metric"),
+        },
+        params=("seed", "mix.qa_share", "mix.token_budget", "mix.replay_fraction", "mix.replay_corpus"),
+        code=("smt/stages/mix.py",),
+        resources={"mem_mb": 2000, "runtime": 10, "gpu": 0},
+    ),
+    Stage(
+        name="train",
+        doc="Continued training of the student on the mix with TRL SFTTrainer.",
+        axes=("benchmark",),
+        inputs={"model": BASE_MODEL, "train": "results/mix/{benchmark}/train.jsonl"},
+        outputs={
+            "model": _out(SMT_MODEL, directory=True),
+            "loss": _out("results/train/{benchmark}/loss.csv", kind="plot"),
+            "metrics": _out("results/train/{benchmark}/train_metrics.json", kind="metric"),
+        },
+        params=("seed",) + tuple(
+            f"train.{k}"
+            for k in (
+                "mode", "epochs", "max_steps", "effective_batch_size", "per_device_batch_size", "max_length",
+                "learning_rate", "warmup_ratio", "lr_scheduler", "weight_decay", "adam_beta1", "adam_beta2",
+                "packing", "lora_r", "lora_alpha",
+            )
+        ),
+        code=("smt/stages/train.py",),
+        resources={"mem_mb": 8000, "runtime": 240, "gpu": 0},
+        threads=2,
+        heavy=True,
+        env="train",
+    ),
+    Stage(
+        name="rag_index",
+        doc="Chunk the documents and build BM25 (rank-bm25) and dense (faiss) indexes.",
+        axes=("benchmark",),
+        inputs={"documents": DOCUMENTS},
+        outputs={"index": _out(INDEX, directory=True)},
+        params=("rag.chunk_chars", "rag.chunk_overlap", "rag.embedding_model"),
+        code=("smt/stages/rag_index.py", "smt/retrieval.py"),
+        resources={"mem_mb": 2000, "runtime": 30, "gpu": 0},
+        threads=2,
+        heavy=True,
+        env="evaluate",
+    ),
+    *(_eval_stage(c) for c in CONDITIONS),
+    Stage(
+        name="report",
+        doc="One markdown table of every benchmark's scores per condition.",
+        axes=(),
+        inputs={f"scores_{c}": SCORE.replace("{condition}", c) for c in CONDITIONS},
+        outputs={"report": _out("results/report.md")},
+        params=("benchmarks", "report.decimals"),
+        code=("smt/stages/report.py",),
+        resources={"mem_mb": 500, "runtime": 5, "gpu": 0},
+    ),
+)
+
+BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
+
+
+def stage(name: str) -> Stage:
+    if name not in BY_NAME:
+        raise KeyError(f"unknown stage '{name}'; stages: {sorted(BY_NAME)}")
+    return BY_NAME[name]
+
+
+# ---------------------------------------------------------------------------------------------- instances
+
+_PARAM_REF = re.compile(r"\$\{([a-z0-9_.]+)\}")
+_AXIS_REF = re.compile(r"\{([a-z_]+)\}")
+
+
+def resolve_params_refs(template: str, params: dict[str, Any]) -> str:
+    """Replace `${dotted.key}` with its value from params."""
+    return _PARAM_REF.sub(lambda m: str(P.get(params, m.group(1))), template)
+
+
+def axis_values(params: dict[str, Any], axis: str) -> list[str]:
+    return list(P.get(params, AXIS_VALUES_KEY[axis]))
+
+
+def instances(st: Stage, params: dict[str, Any]) -> list[dict[str, str]]:
+    """Every axis assignment of a stage under these params (static fan-out)."""
+    result: list[dict[str, str]] = [{}]
+    for axis in st.axes:
+        result = [{**r, axis: v} for r in result for v in axis_values(params, axis)]
+    return result
+
+
+def instance_id(st: Stage, axes: dict[str, str]) -> str:
+    """The DVC-style id: 'name' or 'name@value'."""
+    return st.name + "".join(f"@{axes[a]}" for a in st.axes)
+
+
+def expand(template: str, axes: dict[str, str], params: dict[str, Any]) -> list[str]:
+    """Concrete paths of a template: the stage's own axes filled, any other axis expanded over params."""
+    template = resolve_params_refs(template, params)
+    paths = [template]
+    for axis in _AXIS_REF.findall(template):
+        values = [axes[axis]] if axis in axes else axis_values(params, axis)
+        paths = [p.replace("{" + axis + "}", v) for p in paths for v in values]
+    return paths
+
+
+def stamp_path(st: Stage, axes: dict[str, str]) -> str:
+    """The params stamp of one stage instance (see smt.stamps)."""
+    name = "-".join(axes[a] for a in st.axes) or "all"
+    return f"results/.params/{st.name}/{name}.json"
+
+
+def log_path(st: Stage, axes: dict[str, str]) -> str:
+    name = "-".join(axes[a] for a in st.axes) or "all"
+    return f"results/logs/{st.name}/{name}.log"
+
+
+def stage_inputs(st: Stage, axes: dict[str, str], params: dict[str, Any]) -> dict[str, list[str]]:
+    return {k: expand(v, axes, params) for k, v in st.inputs.items()}
+
+
+def stage_outputs(st: Stage, axes: dict[str, str], params: dict[str, Any]) -> dict[str, str]:
+    return {k: expand(o.path, axes, params)[0] for k, o in st.outputs.items()}
+
+
+def _under(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def graph(params: dict[str, Any]) -> dict[str, set[str]]:
+    """Instance id -> ids of the instances that read one of its outputs."""
+    nodes = [(st, ax) for st in STAGES for ax in instances(st, params)]
+    produced = {
+        instance_id(st, ax): list(stage_outputs(st, ax, params).values()) for st, ax in nodes
+    }
+    edges: dict[str, set[str]] = {iid: set() for iid in produced}
+    for st, ax in nodes:
+        reader = instance_id(st, ax)
+        for paths in stage_inputs(st, ax, params).values():
+            for path in paths:
+                for writer, outs in produced.items():
+                    if any(_under(path, o) or _under(o, path) for o in outs):
+                        edges[writer].add(reader)
+    return edges
+
+
+def downstream(params: dict[str, Any], roots: set[str]) -> set[str]:
+    """The roots and every instance that depends on them, transitively."""
+    edges = graph(params)
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(edges.get(node, ()))
+    return seen
+
+
+def readers_of_key(params: dict[str, Any], key: str) -> set[str]:
+    """Instances of the stages that declare this params key (or a parent/child of it)."""
+    return {
+        instance_id(st, ax)
+        for st in STAGES
+        if any(k == key or k.startswith(key + ".") or key.startswith(k + ".") for k in st.params)
+        for ax in instances(st, params)
+    }
+
+
+def readers_of_file(params: dict[str, Any], path: str) -> set[str]:
+    """Instances of the stages that list this source file among their code dependencies."""
+    return {instance_id(st, ax) for st in STAGES if path in st.code for ax in instances(st, params)}

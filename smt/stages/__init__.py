@@ -1,0 +1,1 @@
+"""Stage implementations: each module exposes `run(ctx: StageContext)`."""

@@ -1,0 +1,106 @@
+"""Project tools: render dvc.yaml, check params, reconcile Snakemake and DVC."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from smt import dvc_render, stamps
+from smt import params as P
+from smt import registry as R
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    print("+ " + " ".join(cmd), file=sys.stderr)
+    return subprocess.run(cmd, check=False, text=True, capture_output=True)
+
+
+def dvc_out_of_date() -> list[str]:
+    """Stage ids `dvc status` reports as changed (empty when the workspace matches dvc.lock)."""
+    proc = _run(["dvc", "status", "--json"])
+    if proc.returncode != 0:
+        raise RuntimeError(f"dvc status failed:\n{proc.stderr}")
+    status = json.loads(proc.stdout or "{}")
+    return sorted(k for k in status if not k.endswith(".dvc"))
+
+
+def render_dvc() -> int:
+    Path("dvc.yaml").write_text(dvc_render.render())
+    print("wrote dvc.yaml", file=sys.stderr)
+    return 0
+
+
+def check(params_path: str) -> int:
+    params = P.load(params_path)
+    for st in R.STAGES:
+        for axes in R.instances(st, params):
+            print(f"{R.instance_id(st, axes):40s} params {P.fingerprint(params, st.params)}")
+    return 0
+
+
+def record(save: str | None) -> int:
+    """After a Snakemake run: store the outputs in the DVC cache and dvc.lock without recomputing."""
+    proc = _run(["dvc", "commit", "--force"])
+    sys.stderr.write(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        return proc.returncode
+    if save is not None:
+        cmd = ["dvc", "exp", "save", "--force"] + (["--name", save] if save else [])
+        proc = _run(cmd)
+        sys.stderr.write(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            return proc.returncode
+    left = dvc_out_of_date()
+    if left:
+        print(f"smt record: dvc still reports changes in {left}", file=sys.stderr)
+        return 1
+    print("smt record: dvc.lock matches the workspace", file=sys.stderr)
+    return 0
+
+
+def sync(params_path: str) -> int:
+    """After a DVC checkout/pull/repro: when DVC says the workspace matches dvc.lock, make Snakemake agree
+    (stamps marked as built, outputs touched in DAG order). Otherwise change nothing and say why."""
+    left = dvc_out_of_date()
+    if left:
+        print(
+            f"smt sync: DVC reports {left} out of date; nothing touched. "
+            "Run `dvc checkout` or `dvc repro` (or snakemake) first.",
+            file=sys.stderr,
+        )
+        return 1
+    params = P.load(params_path)
+    stamps.mark_all_built(params)
+    proc = _run(["snakemake", "--touch", "--cores", "1", "--quiet"])
+    sys.stderr.write(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        return proc.returncode
+    print("smt sync: Snakemake and DVC agree", file=sys.stderr)
+    return 0
+
+
+def affected(params_path: str, what: list[str]) -> int:
+    params = P.load(params_path)
+    roots: set[str] = set()
+    for item in what:
+        roots |= R.readers_of_file(params, item) if Path(item).exists() else R.readers_of_key(params, item)
+    for iid in sorted(R.downstream(params, roots)):
+        print(iid)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "render-dvc":
+        return render_dvc()
+    if args.command == "check":
+        return check(args.params)
+    if args.command == "record":
+        return record(args.save)
+    if args.command == "sync":
+        return sync(args.params)
+    if args.command == "affected":
+        return affected(args.params, args.what)
+    raise SystemExit(f"unknown command {args.command}")

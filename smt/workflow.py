@@ -1,0 +1,105 @@
+"""Helpers that build Snakemake rules from the stage registry (used by Snakefile and rules/*.smk).
+
+Every rule gets: the stage's inputs plus its source modules and its params stamp (so edits to code and
+params.yaml rerun exactly the readers), its outputs, its params fingerprint, a log, a benchmark file for heavy
+stages, resources, and the same command DVC runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smt import params as P
+from smt import registry as R
+from smt import stamps
+
+CONDITIONS = R.CONDITIONS
+
+
+class ConfigMismatch(ValueError):
+    """Snakemake's config differs from params.yaml (e.g. --config overrides, which the stages would not see)."""
+
+
+def load_params(config: dict[str, Any], path: str = "params.yaml") -> dict[str, Any]:
+    """Validate params.yaml, insist Snakemake's config is exactly it, and refresh every params stamp."""
+    params = P.load(path)
+    if config and config != params:
+        raise ConfigMismatch(
+            "params.yaml is the only configuration: Snakemake --config/--configfile overrides are not seen by the "
+            "stages. Edit params.yaml (or use `dvc exp run -S key=value`)."
+        )
+    stamps.refresh_all(params)
+    return params
+
+
+def _wildcard_template(template: str, st: R.Stage, params: dict[str, Any]) -> list[str] | str:
+    """A registry template for Snakemake: own axes stay wildcards, other axes expand over params."""
+    template = R.resolve_params_refs(template, params)
+    foreign = [a for a in R.AXIS_VALUES_KEY if "{" + a + "}" in template and a not in st.axes]
+    if not foreign:
+        return template
+    return R.expand(template, {}, params)
+
+
+def inputs(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    st = R.stage(name)
+    found: dict[str, Any] = {k: _wildcard_template(v, st, params) for k, v in st.inputs.items()}
+    found["code"] = list(st.code)
+    found["params_stamp"] = _stamp_template(st)
+    return found
+
+
+def outputs(name: str) -> dict[str, Any]:
+    from snakemake.io import directory
+
+    st = R.stage(name)
+    return {k: directory(o.path) if o.directory else o.path for k, o in st.outputs.items()}
+
+
+def _axes_as_wildcards(st: R.Stage) -> dict[str, str]:
+    return {a: "{" + a + "}" for a in st.axes}
+
+
+def _stamp_template(st: R.Stage) -> str:
+    return R.stamp_path(st, _axes_as_wildcards(st))
+
+
+def log(name: str) -> str:
+    st = R.stage(name)
+    return R.log_path(st, _axes_as_wildcards(st))
+
+
+def benchmark(name: str) -> str:
+    st = R.stage(name)
+    return R.log_path(st, _axes_as_wildcards(st)).replace("results/logs/", "results/benchmarks/").replace(
+        ".log", ".tsv"
+    )
+
+
+def fingerprint(name: str, params: dict[str, Any]) -> str:
+    return P.fingerprint(params, R.stage(name).params)
+
+
+def resources(name: str) -> dict[str, int]:
+    return dict(R.stage(name).resources)
+
+
+def threads(name: str) -> int:
+    return R.stage(name).threads
+
+
+def command(name: str) -> str:
+    return R.stage(name).command("{wildcards.%s}")
+
+
+def conda_env(name: str) -> str:
+    return f"../envs/{R.stage(name).env}.yaml"
+
+
+def final_targets(params: dict[str, Any]) -> list[str]:
+    """Every stage's outputs for every benchmark: what `snakemake` builds by default."""
+    targets: list[str] = []
+    for st in R.STAGES:
+        for axes in R.instances(st, params):
+            targets += R.stage_outputs(st, axes, params).values()
+    return targets
