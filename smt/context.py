@@ -39,6 +39,4 @@ class StageContext:
         return P.fingerprint(self.params, self.stage.params)
 
     def provenance(self) -> dict[str, Any]:
-        return provenance.record(
-            self.stage.name, self.axes, P.subset(self.params, self.stage.params), self.fingerprint
-        )
+        return provenance.record(self.stage.name, self.axes, P.subset(self.params, self.stage.params), self.fingerprint)

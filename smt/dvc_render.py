@@ -52,6 +52,6 @@ def render() -> str:
         if len(st.axes) > 1:
             raise NotImplementedError(f"stage {st.name}: more than one axis needs a DVC matrix")
         body = _stage_body(st)
-        stages[st.name] = {"foreach": "${%s}" % R.AXIS_VALUES_KEY[st.axes[0]], "do": body} if st.axes else body
+        stages[st.name] = {"foreach": f"${{{R.AXIS_VALUES_KEY[st.axes[0]]}}}", "do": body} if st.axes else body
     plots = [{"results/train": {"x": "step", "y": "loss", "title": "Training loss"}}]
     return HEADER + yaml.safe_dump({"stages": stages, "plots": plots}, sort_keys=False, width=110)

@@ -118,8 +118,13 @@ class TransformersBackend:
         finished = [False] * len(prompts)
         current, past = enc.input_ids, None
         for _ in range(sampling.max_new_tokens):
-            out = self.model(input_ids=current, attention_mask=attention, position_ids=positions,
-                             past_key_values=past, use_cache=True)
+            out = self.model(
+                input_ids=current,
+                attention_mask=attention,
+                position_ids=positions,
+                past_key_values=past,
+                use_cache=True,
+            )
             past = out.past_key_values
             logits = out.logits[:, -1, :].float().cpu()
             chosen = []
@@ -143,7 +148,7 @@ class TransformersBackend:
             attention = torch.cat([attention, torch.ones_like(current)], dim=1)
             positions = positions[:, -1:] + 1
         prompt_lengths = attention.new_tensor(enc.attention_mask.sum(-1)).tolist()
-        return [(t, "stop" if f else "length", n) for t, f, n in zip(tokens, finished, prompt_lengths)]
+        return [(t, "stop" if f else "length", n) for t, f, n in zip(tokens, finished, prompt_lengths, strict=False)]
 
     def generate(self, requests: list[Request], sampling: Sampling, desc: str = "generate") -> list[Completion]:
         """Complete every request; batches are sorted by prompt length to waste little padding."""
@@ -155,7 +160,7 @@ class TransformersBackend:
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             sampled = self._sample([prompts[r.key] for r in batch], [r.seed for r in batch], sampling)
-            for request, (ids, reason, n_prompt) in zip(batch, sampled):
+            for request, (ids, reason, n_prompt) in zip(batch, sampled, strict=False):
                 text = request.prefill + self.tokenizer.decode(ids, skip_special_tokens=True)
                 results[request.key] = Completion(request.key, text, reason, n_prompt, len(ids))
                 self.stats.prompt_tokens += n_prompt

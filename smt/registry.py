@@ -129,8 +129,14 @@ STAGES: tuple[Stage, ...] = (
             "qa": _out("results/synth/{benchmark}/qa.jsonl"),
             "manifest": _out("results/synth/{benchmark}/qa.manifest.json", kind="meta"),
         },
-        params=("seed",) + GENERATION_KEYS
-        + ("synth_qa.per_document", "synth_qa.temperature", "synth_qa.top_p", "synth_qa.max_new_tokens"),
+        params=(
+            "seed",
+            *GENERATION_KEYS,
+            "synth_qa.per_document",
+            "synth_qa.temperature",
+            "synth_qa.top_p",
+            "synth_qa.max_new_tokens",
+        ),
         code=("smt/stages/synth_qa.py", "smt/generation.py", "smt/prompts/synth_qa.txt"),
         resources={"mem_mb": 4000, "runtime": 120, "gpu": 0},
         threads=2,
@@ -146,7 +152,9 @@ STAGES: tuple[Stage, ...] = (
             "docs": _out("results/synth/{benchmark}/docs.jsonl"),
             "manifest": _out("results/synth/{benchmark}/docs.manifest.json", kind="meta"),
         },
-        params=("seed",) + GENERATION_KEYS + (
+        params=(
+            "seed",
+            *GENERATION_KEYS,
             "synth_docs.strategies_max_new_tokens",
             "synth_docs.active_reading_per_document",
             "synth_docs.focal_per_document",
@@ -194,13 +202,28 @@ STAGES: tuple[Stage, ...] = (
             "loss": _out("results/train/{benchmark}/loss.csv", kind="plot"),
             "metrics": _out("results/train/{benchmark}/train_metrics.json", kind="metric"),
         },
-        params=("seed",) + tuple(
-            f"train.{k}"
-            for k in (
-                "mode", "epochs", "max_steps", "effective_batch_size", "per_device_batch_size", "max_length",
-                "learning_rate", "warmup_ratio", "lr_scheduler", "weight_decay", "adam_beta1", "adam_beta2",
-                "packing", "lora_r", "lora_alpha",
-            )
+        params=(
+            "seed",
+            *tuple(
+                f"train.{k}"
+                for k in (
+                    "mode",
+                    "epochs",
+                    "max_steps",
+                    "effective_batch_size",
+                    "per_device_batch_size",
+                    "max_length",
+                    "learning_rate",
+                    "warmup_ratio",
+                    "lr_scheduler",
+                    "weight_decay",
+                    "adam_beta1",
+                    "adam_beta2",
+                    "packing",
+                    "lora_r",
+                    "lora_alpha",
+                )
+            ),
         ),
         code=("smt/stages/train.py",),
         resources={"mem_mb": 8000, "runtime": 240, "gpu": 0},
@@ -307,9 +330,7 @@ def _under(path: str, parent: str) -> bool:
 def graph(params: dict[str, Any]) -> dict[str, set[str]]:
     """Instance id -> ids of the instances that read one of its outputs."""
     nodes = [(st, ax) for st in STAGES for ax in instances(st, params)]
-    produced = {
-        instance_id(st, ax): list(stage_outputs(st, ax, params).values()) for st, ax in nodes
-    }
+    produced = {instance_id(st, ax): list(stage_outputs(st, ax, params).values()) for st, ax in nodes}
     edges: dict[str, set[str]] = {iid: set() for iid in produced}
     for st, ax in nodes:
         reader = instance_id(st, ax)

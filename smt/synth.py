@@ -40,15 +40,18 @@ def write_manifest(
 ) -> None:
     manifest_path = f"{model_dir}/smt_manifest.json"
     model = io.read_json(manifest_path) if os.path.exists(manifest_path) else {}
-    io.write_json(ctx.outputs["manifest"], {
-        "model": {"path": model_dir, "id": model.get("model_id"), "source": model.get("source")},
-        "backend": ctx.p("generation.backend"),
-        "sampling": {name: s.as_dict() for name, s in sampling.items()},
-        "seed": ctx.p("seed"),
-        "prompts": {name: prompts.digest(name) for name in prompt_names},
-        "counts": counts,
-        "rejected": rejected,
-        "generation": stats.as_dict(),
-        "wall_seconds": round(time.time() - started, 2),
-        "provenance": ctx.provenance(),
-    })
+    io.write_json(
+        ctx.outputs["manifest"],
+        {
+            "model": {"path": model_dir, "id": model.get("model_id"), "source": model.get("source")},
+            "backend": ctx.p("generation.backend"),
+            "sampling": {name: s.as_dict() for name, s in sampling.items()},
+            "seed": ctx.p("seed"),
+            "prompts": {name: prompts.digest(name) for name in prompt_names},
+            "counts": counts,
+            "rejected": rejected,
+            "generation": stats.as_dict(),
+            "wall_seconds": round(time.time() - started, 2),
+            "provenance": ctx.provenance(),
+        },
+    )

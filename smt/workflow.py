@@ -71,8 +71,8 @@ def log(name: str) -> str:
 
 def benchmark(name: str) -> str:
     st = R.stage(name)
-    return R.log_path(st, _axes_as_wildcards(st)).replace("results/logs/", "results/benchmarks/").replace(
-        ".log", ".tsv"
+    return (
+        R.log_path(st, _axes_as_wildcards(st)).replace("results/logs/", "results/benchmarks/").replace(".log", ".tsv")
     )
 
 

@@ -12,10 +12,22 @@ from smt.context import StageContext
 
 DOCUMENT_FIELDS = {"doc_id": str, "title": str, "author": str, "year": int, "text": str}
 QUESTION_FIELDS = {"question_id": str, "doc_id": str, "question": str, "options": list, "answer": str}
-DOCUMENT_SCHEMA = {"doc_id": pl.String, "title": pl.String, "author": pl.String, "year": pl.Int64,
-                   "text": pl.String, "n_words": pl.Int64}
-QUESTION_SCHEMA = {"question_id": pl.String, "doc_id": pl.String, "question": pl.String,
-                   "options": pl.List(pl.String), "answer": pl.String, "answer_index": pl.Int64}
+DOCUMENT_SCHEMA = {
+    "doc_id": pl.String,
+    "title": pl.String,
+    "author": pl.String,
+    "year": pl.Int64,
+    "text": pl.String,
+    "n_words": pl.Int64,
+}
+QUESTION_SCHEMA = {
+    "question_id": pl.String,
+    "doc_id": pl.String,
+    "question": pl.String,
+    "options": pl.List(pl.String),
+    "answer": pl.String,
+    "answer_index": pl.Int64,
+}
 
 
 def _check(record: dict[str, Any], fields: dict[str, type], path: str, lineno: int) -> None:
@@ -71,12 +83,15 @@ def run(ctx: StageContext) -> None:
         with io.atomic_path(ctx.outputs[name]) as tmp:
             table.write_parquet(tmp)
     words = doc_table["n_words"]
-    io.write_json(ctx.outputs["report"], {
-        "documents": doc_table.height,
-        "questions": q_table.height,
-        "words_per_document_mean": float(words.mean() or 0),
-        "words_per_document_max": int(words.max() or 0),
-        "excluded_documents": len(docs) - len(kept_docs),
-        "excluded_questions": len(questions) - len(kept_questions),
-    })
+    io.write_json(
+        ctx.outputs["report"],
+        {
+            "documents": doc_table.height,
+            "questions": q_table.height,
+            "words_per_document_mean": float(words.mean() or 0),
+            "words_per_document_max": int(words.max() or 0),
+            "excluded_documents": len(docs) - len(kept_docs),
+            "excluded_questions": len(questions) - len(kept_questions),
+        },
+    )
     ctx.log.info("ingested %d documents, %d questions", doc_table.height, q_table.height)

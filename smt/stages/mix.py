@@ -51,8 +51,10 @@ def run(ctx: StageContext) -> None:
     rng = random.Random(ctx.p("seed"))
     streams: dict[str, list[dict[str, Any]]] = {
         "qa": [{"id": q["id"], "doc_id": q["doc_id"], "text": qa_text(q)} for q in io.read_jsonl(ctx.input("qa"))],
-        "docs": [{"id": d["id"], "doc_id": d["doc_id"], "text": d["text"], "generator": d["generator"]}
-                 for d in io.read_jsonl(ctx.input("docs"))],
+        "docs": [
+            {"id": d["id"], "doc_id": d["doc_id"], "text": d["text"], "generator": d["generator"]}
+            for d in io.read_jsonl(ctx.input("docs"))
+        ],
         "replay": replay_passages(ctx.input("replay")),
     }
     for items in streams.values():
@@ -66,7 +68,9 @@ def run(ctx: StageContext) -> None:
     }
     for name in ("qa", "docs"):
         if targets[name] and not streams[name]:
-            raise ValueError(f"mix: stream '{name}' is empty ({ctx.input(name)}) but its token target is {targets[name]}")
+            raise ValueError(
+                f"mix: stream '{name}' is empty ({ctx.input(name)}) but its token target is {targets[name]}"
+            )
     mixed: list[dict[str, Any]] = []
     report: dict[str, Any] = {"token_budget": budget, "targets": targets, "tokens": {}, "items": {}, "repeats": {}}
     for name, items in streams.items():

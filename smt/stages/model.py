@@ -52,8 +52,12 @@ def from_gguf_package(package: str, gguf_file: str, dtype: str, out: Path) -> di
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     dist = package.replace("_", "-")
-    return {"package": dist, "package_version": importlib.metadata.version(dist), "gguf_file": gguf_file,
-            "gguf_sha256": sha256(gguf)}
+    return {
+        "package": dist,
+        "package_version": importlib.metadata.version(dist),
+        "gguf_file": gguf_file,
+        "gguf_sha256": sha256(gguf),
+    }
 
 
 def from_local(path: str | None, out: Path) -> dict[str, Any]:
@@ -70,8 +74,14 @@ def run(ctx: StageContext) -> None:
             origin = from_gguf_package(ctx.p("model.package"), ctx.p("model.gguf_file"), ctx.p("model.dtype"), tmp)
         else:
             origin = from_local(ctx.p("model.path"), tmp)
-        io.write_json(tmp / "smt_manifest.json", {
-            "model_id": ctx.p("model.id"), "source": source, "origin": origin, "dtype": ctx.p("model.dtype"),
-            "provenance": ctx.provenance(),
-        })
+        io.write_json(
+            tmp / "smt_manifest.json",
+            {
+                "model_id": ctx.p("model.id"),
+                "source": source,
+                "origin": origin,
+                "dtype": ctx.p("model.dtype"),
+                "provenance": ctx.provenance(),
+            },
+        )
     ctx.log.info("model %s materialized from %s", ctx.p("model.id"), source)

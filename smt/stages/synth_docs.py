@@ -49,7 +49,9 @@ def run(ctx: StageContext) -> None:
     strategy_sampling = Sampling(
         ctx.p("synth_docs.temperature"), ctx.p("synth_docs.top_p"), ctx.p("synth_docs.strategies_max_new_tokens")
     )
-    doc_sampling = Sampling(ctx.p("synth_docs.temperature"), ctx.p("synth_docs.top_p"), ctx.p("synth_docs.max_new_tokens"))
+    doc_sampling = Sampling(
+        ctx.p("synth_docs.temperature"), ctx.p("synth_docs.top_p"), ctx.p("synth_docs.max_new_tokens")
+    )
     docs = synth.documents(ctx)
     questions: dict[str, list[str]] = {}
     for qa in io.read_jsonl(ctx.input("qa")):
@@ -59,13 +61,19 @@ def run(ctx: StageContext) -> None:
 
     # Stage 1: learning strategies per document.
     strategy_requests = [
-        Request(f"{d['doc_id']}/strategies", [{"role": "user", "content": prompts.load(STRATEGIES).format(
-            document=synth.document_text(d))}], item_seed(seed, d["doc_id"], STRATEGIES, 0), prefill="## ")
+        Request(
+            f"{d['doc_id']}/strategies",
+            [{"role": "user", "content": prompts.load(STRATEGIES).format(document=synth.document_text(d))}],
+            item_seed(seed, d["doc_id"], STRATEGIES, 0),
+            prefill="## ",
+        )
         for d in docs
     ]
     strategies: dict[str, list[str]] = {}
     fallbacks = 0
-    for d, completion in zip(docs, backend.generate(strategy_requests, strategy_sampling, desc="strategies")):
+    for d, completion in zip(
+        docs, backend.generate(strategy_requests, strategy_sampling, desc="strategies"), strict=False
+    ):
         found = parse_strategies(completion.text)
         if not found:
             rejected.append({"id": completion.key, "reason": "no parseable strategy", "text": completion.text[:500]})
@@ -87,10 +95,18 @@ def run(ctx: StageContext) -> None:
             key, s = f"{doc_id}/focal_rewrite/{i}", item_seed(seed, doc_id, FOCAL, i)
             pick = random.Random(s)
             strategy, question = pick.choice(found), pick.choice(pool)
-            requests.append(_request(key, prompts.load(FOCAL), s, document=text, title=d["title"],
-                                     strategy=strategy, question=question))
-            meta[key] = {"doc_id": doc_id, "generator": "focal_rewrite", "strategy": strategy,
-                         "question": question, "seed": s}
+            requests.append(
+                _request(
+                    key, prompts.load(FOCAL), s, document=text, title=d["title"], strategy=strategy, question=question
+                )
+            )
+            meta[key] = {
+                "doc_id": doc_id,
+                "generator": "focal_rewrite",
+                "strategy": strategy,
+                "question": question,
+                "seed": s,
+            }
         if not pool and ctx.p("synth_docs.focal_per_document"):
             rejected.append({"id": f"{doc_id}/focal_rewrite", "reason": "no generated question for this document"})
 
@@ -100,15 +116,31 @@ def run(ctx: StageContext) -> None:
         if reason:
             rejected.append({"id": completion.key, "reason": reason, "text": completion.text[:500]})
             continue
-        accepted.append({"id": completion.key, **meta[completion.key], "text": completion.text.strip(),
-                         "finish_reason": completion.finish_reason,
-                         "completion_tokens": completion.completion_tokens})
+        accepted.append(
+            {
+                "id": completion.key,
+                **meta[completion.key],
+                "text": completion.text.strip(),
+                "finish_reason": completion.finish_reason,
+                "completion_tokens": completion.completion_tokens,
+            }
+        )
     io.write_jsonl(ctx.outputs["docs"], accepted)
     by_generator = {g: sum(1 for a in accepted if a["generator"] == g) for g in ("active_reading", "focal_rewrite")}
     synth.write_manifest(
-        ctx, model_dir=ctx.input("model"), sampling={"strategies": strategy_sampling, "documents": doc_sampling},
-        prompt_names=[STRATEGIES, APPLY, FOCAL], stats=backend.stats, rejected=rejected, started=started,
-        counts={"requested": len(strategy_requests) + len(requests), "accepted": len(accepted),
-                "rejected": len(rejected), "strategy_fallbacks": fallbacks, **by_generator},
+        ctx,
+        model_dir=ctx.input("model"),
+        sampling={"strategies": strategy_sampling, "documents": doc_sampling},
+        prompt_names=[STRATEGIES, APPLY, FOCAL],
+        stats=backend.stats,
+        rejected=rejected,
+        started=started,
+        counts={
+            "requested": len(strategy_requests) + len(requests),
+            "accepted": len(accepted),
+            "rejected": len(rejected),
+            "strategy_fallbacks": fallbacks,
+            **by_generator,
+        },
     )
     ctx.log.info("synth_docs: %s accepted, %d rejected", by_generator, len(rejected))

@@ -55,14 +55,25 @@ def run(ctx: StageContext) -> None:
             rejected.append({"id": completion.key, "reason": parsed, "text": completion.text[:500]})
             continue
         seen.add((info["doc_id"], parsed[0].lower()))
-        accepted.append({
-            "id": completion.key, **info, "question": parsed[0], "answer": parsed[1],
-            "finish_reason": completion.finish_reason, "completion_tokens": completion.completion_tokens,
-        })
+        accepted.append(
+            {
+                "id": completion.key,
+                **info,
+                "question": parsed[0],
+                "answer": parsed[1],
+                "finish_reason": completion.finish_reason,
+                "completion_tokens": completion.completion_tokens,
+            }
+        )
     io.write_jsonl(ctx.outputs["qa"], accepted)
     synth.write_manifest(
-        ctx, model_dir=ctx.input("model"), sampling={"qa": sampling}, prompt_names=[PROMPT],
-        stats=backend.stats, rejected=rejected, started=started,
+        ctx,
+        model_dir=ctx.input("model"),
+        sampling={"qa": sampling},
+        prompt_names=[PROMPT],
+        stats=backend.stats,
+        rejected=rejected,
+        started=started,
         counts={"requested": len(requests), "accepted": len(accepted), "rejected": len(rejected)},
     )
     ctx.log.info("synth_qa: %d accepted, %d rejected", len(accepted), len(rejected))

@@ -50,8 +50,13 @@ def sha256_file(path: str) -> str:
 def lora_config(ctx: StageContext) -> Any:
     from peft import LoraConfig
 
-    return LoraConfig(r=ctx.p("train.lora_r"), lora_alpha=ctx.p("train.lora_alpha"), target_modules="all-linear",
-                      lora_dropout=0.0, task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=ctx.p("train.lora_r"),
+        lora_alpha=ctx.p("train.lora_alpha"),
+        target_modules="all-linear",
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
+    )
 
 
 def config(ctx: StageContext, output_dir: str) -> SFTConfig:
@@ -126,14 +131,17 @@ def run(ctx: StageContext) -> None:
             "train_flops_6nd": 6 * n_params * tokens_seen,
         }
         base_manifest = io.read_json(Path(base) / "smt_manifest.json")
-        io.write_json(out / "smt_manifest.json", {
-            "model_id": f"{base_manifest.get('model_id')}+smt-{ctx.benchmark}",
-            "base_model": base_manifest.get("model_id"),
-            "mode": ctx.p("train.mode"),
-            "data_sha256": sha256_file(ctx.input("train")),
-            "metrics": metrics,
-            "provenance": ctx.provenance(),
-        })
+        io.write_json(
+            out / "smt_manifest.json",
+            {
+                "model_id": f"{base_manifest.get('model_id')}+smt-{ctx.benchmark}",
+                "base_model": base_manifest.get("model_id"),
+                "mode": ctx.p("train.mode"),
+                "data_sha256": sha256_file(ctx.input("train")),
+                "metrics": metrics,
+                "provenance": ctx.provenance(),
+            },
+        )
         shutil.rmtree(out / "trainer", ignore_errors=True)
     lines = ["step,loss,learning_rate"] + [f"{h['step']},{h['loss']},{h.get('learning_rate', '')}" for h in losses]
     io.write_text(ctx.outputs["loss"], "\n".join(lines) + "\n")

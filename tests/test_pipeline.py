@@ -1,0 +1,153 @@
+"""The whole graph under Snakemake and under DVC, and selective rebuilds in both.
+
+One small configuration runs end to end with `snakemake --cores 2`; then `smt record` makes DVC agree; then for
+one key of every stage (and a source edit), both tools must find out of date exactly the readers of that key
+and their descendants, as the registry computes them. A second workspace runs `dvc repro` from a clean state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from conftest import SMALL, make_workspace, sh
+
+from smt import params as P
+from smt import registry as R
+
+pytestmark = pytest.mark.pipeline
+
+SCORE_KEYS = {"accuracy", "correct", "n", "condition", "benchmark", "scorer", "model", "params_fingerprint"}
+
+
+def snakemake_pending(ws: Path) -> set[str]:
+    """Stage instances `snakemake -n` would run, read from the commands it prints."""
+    out = sh("snakemake -n --cores 2", ws).stdout
+    pending = set()
+    for stage, bench in re.findall(r"python -m smt (\w+)(?: --benchmark (\S+))?", out):
+        pending.add(f"{stage}@{bench}" if bench else stage)
+    return pending
+
+
+def dvc_pending(ws: Path) -> set[str]:
+    """Stage instances `dvc repro` would run: changed stages and everything downstream of them."""
+    out = sh("dvc repro --dry --force-downstream", ws).stdout
+    return set(re.findall(r"Running stage '([^']+)'", out))
+
+
+def dvc_status(ws: Path) -> set[str]:
+    return set(json.loads(sh("dvc status --json", ws).stdout or "{}"))
+
+
+def check_scores(ws: Path, params: dict) -> None:
+    questions = pl.read_parquet(ws / "results/data/demo/questions.parquet").height
+    for condition in R.CONDITIONS:
+        score = json.loads((ws / f"results/scores/demo/{condition}.json").read_text())
+        assert SCORE_KEYS <= set(score), f"{condition}: missing {SCORE_KEYS - set(score)}"
+        assert score["n"] == min(questions, params["eval"]["max_questions"] or questions)
+        assert 0.0 <= score["accuracy"] <= 1.0 and score["correct"] == round(score["accuracy"] * score["n"])
+        assert score["condition"] == condition and score["scorer"] == "loglik"
+        preds = (ws / f"results/scores/demo/{condition}.predictions.jsonl").read_text().splitlines()
+        assert len(preds) == score["n"]
+    report = (ws / "results/report.md").read_text()
+    assert "| demo |" in report
+
+
+@pytest.fixture(scope="module")
+def built(small_workspace: Path) -> Path:
+    sh("snakemake --cores 2", small_workspace, timeout=1500)
+    return small_workspace
+
+
+def test_snakemake_builds_every_score(built: Path) -> None:
+    check_scores(built, P.load(built / "params.yaml"))
+    manifest = json.loads((built / "results/synth/demo/qa.manifest.json").read_text())
+    assert manifest["counts"]["requested"] == 5 * SMALL["synth_qa"]["per_document"]
+    assert manifest["sampling"]["qa"] == {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 48}
+    assert manifest["provenance"]["versions"]["transformers"] == "5.19.0"
+
+
+def test_record_makes_dvc_agree_and_nothing_is_left_to_do(built: Path) -> None:
+    sh("python -m smt record", built)
+    assert dvc_status(built) == set()
+    assert snakemake_pending(built) == set()
+    shown = json.loads(sh("dvc exp show --json", built).stdout)
+    workspace = next(e for e in shown if e.get("rev") == "workspace")
+    data = workspace["data"]
+    assert data["params"]["params.yaml"]["data"]["mix"]["token_budget"] == SMALL["mix"]["token_budget"]
+    metrics = data["metrics"]
+    assert "accuracy" in metrics["results/scores/demo/smt_rag.json"]["data"]
+
+
+KEYS = [
+    ("model.dtype", "bfloat16"),
+    ("ingest.max_documents", 4),
+    ("synth_qa.temperature", 0.9),
+    ("synth_docs.temperature", 0.5),
+    ("mix.token_budget", 1400),
+    ("train.learning_rate", 0.0002),
+    ("rag.chunk_chars", 500),
+    ("rag.top_k", 3),
+    ("eval.batch_size", 4),
+    ("report.decimals", 2),
+    ("seed", 7),
+]
+
+
+def set_key(ws: Path, key: str, value: object) -> object:
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    *parents, last = key.split(".")
+    node = params
+    for part in parents:
+        node = node[part]
+    old, node[last] = node[last], value
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return old
+
+
+@pytest.mark.parametrize(("key", "value"), KEYS, ids=[k for k, _ in KEYS])
+def test_changing_one_key_rebuilds_exactly_its_closure(built: Path, key: str, value: object) -> None:
+    sh("python -m smt record", built)
+    params = P.load(built / "params.yaml")
+    expected = R.downstream(params, R.readers_of_key(params, key))
+    old = set_key(built, key, value)
+    try:
+        assert snakemake_pending(built) == expected
+        assert dvc_pending(built) == expected
+        assert dvc_status(built) == R.readers_of_key(params, key)
+    finally:
+        set_key(built, key, old)
+    assert snakemake_pending(built) == set(), "a reverted value must not leave Snakemake wanting to rerun"
+    assert dvc_status(built) == set()
+
+
+def test_editing_a_source_module_reruns_its_stage_in_both_tools(built: Path) -> None:
+    sh("python -m smt record", built)
+    module = built / "smt/stages/mix.py"
+    original, stat = module.read_text(), module.stat()
+    params = P.load(built / "params.yaml")
+    expected = R.downstream(params, R.readers_of_file(params, "smt/stages/mix.py"))
+    assert "mix@demo" in expected and "synth_qa@demo" not in expected
+    module.write_text(original + "\n# edited\n")
+    try:
+        assert snakemake_pending(built) == expected
+        assert dvc_pending(built) == expected
+    finally:
+        module.write_text(original)
+        os.utime(module, (stat.st_atime, stat.st_mtime))
+    assert snakemake_pending(built) == set()
+
+
+def test_dvc_repro_from_clean_state_then_sync(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path, SMALL)
+    sh("dvc repro", ws, timeout=1500)
+    check_scores(ws, P.load(ws / "params.yaml"))
+    assert dvc_status(ws) == set()
+    sh("python -m smt sync", ws)
+    assert snakemake_pending(ws) == set()
+    assert dvc_status(ws) == set()

@@ -1,0 +1,85 @@
+"""The stage registry is the single source: its keys, files and graph, and dvc.yaml rendered from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from smt import dvc_render
+from smt import params as P
+from smt import registry as R
+from smt.cli import IMPLEMENTATIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = P.load(ROOT / "params.yaml")
+
+
+def test_committed_dvc_yaml_matches_the_registry() -> None:
+    assert (ROOT / "dvc.yaml").read_text() == dvc_render.render(), (
+        "dvc.yaml drifted from smt/registry.py: run `python -m smt render-dvc` and commit the result"
+    )
+
+
+@pytest.mark.parametrize("stage", R.STAGES, ids=lambda s: s.name)
+def test_stage_declarations_point_at_real_things(stage: R.Stage) -> None:
+    for key in stage.params:
+        P.get(PARAMS, key)  # raises when the key is not in params.yaml
+    for path in stage.code:
+        assert (ROOT / path).is_file(), f"{stage.name}: code dependency {path} does not exist"
+    assert stage.name in IMPLEMENTATIONS
+    assert stage.outputs and stage.doc
+
+
+def test_every_params_key_is_read_by_some_stage() -> None:
+    def leaves(node: dict, prefix: str = "") -> list[str]:
+        out = []
+        for k, v in node.items():
+            out += leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
+        return out
+
+    declared = {k for s in R.STAGES for k in s.params}
+    unused = [k for k in leaves(PARAMS) if k not in declared]
+    assert unused == [], f"params keys no stage declares (they could change nothing): {unused}"
+
+
+def test_downstream_closure_of_a_training_key() -> None:
+    closure = R.downstream(PARAMS, R.readers_of_key(PARAMS, "train.learning_rate"))
+    assert closure == {"train@demo", "eval_smt_closed_book@demo", "eval_smt_rag@demo", "report"}
+
+
+def test_downstream_closure_of_a_generation_key() -> None:
+    closure = R.downstream(PARAMS, R.readers_of_key(PARAMS, "synth_qa.temperature"))
+    assert closure == {
+        "synth_qa@demo",
+        "synth_docs@demo",
+        "mix@demo",
+        "train@demo",
+        "eval_smt_closed_book@demo",
+        "eval_smt_rag@demo",
+        "report",
+    }
+
+
+def test_outputs_never_overlap() -> None:
+    """DVC rejects one stage's output inside another's."""
+    outs = [
+        (R.instance_id(s, a), p)
+        for s in R.STAGES
+        for a in R.instances(s, PARAMS)
+        for p in R.stage_outputs(s, a, PARAMS).values()
+    ]
+    for i, (owner, path) in enumerate(outs):
+        for other, other_path in outs[i + 1 :]:
+            assert not (path == other_path or other_path.startswith(path + "/") or path.startswith(other_path + "/")), (
+                f"{owner}:{path} overlaps {other}:{other_path}"
+            )
+
+
+def test_same_command_for_both_schedulers() -> None:
+    st = R.stage("synth_qa")
+    assert (
+        st.command("{wildcards.%s}").replace("{wildcards.benchmark}", "demo")
+        == st.command("${item}").replace("${item}", "demo")
+        == "python -m smt synth_qa --benchmark demo"
+    )
