@@ -109,26 +109,39 @@ class TransformersBackend:
         return text + request.prefill
 
     @torch.inference_mode()
+    def _prefill(self, prompts: list[str]) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+        """Run each distinct prompt once and share its KV cache among the rows that repeat it."""
+        unique = list(dict.fromkeys(prompts))
+        rows = torch.tensor([unique.index(p) for p in prompts], device=self.device)
+        enc = self.tokenizer(unique, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        positions = (enc.attention_mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=enc.input_ids, attention_mask=enc.attention_mask, position_ids=positions, use_cache=True
+        )
+        past = out.past_key_values
+        past.reorder_cache(rows)
+        lengths = enc.attention_mask.sum(-1)[rows].tolist()
+        return past, out.logits[rows, -1, :], enc.attention_mask[rows], positions[rows, -1:], lengths
+
+    @torch.inference_mode()
     def _sample(self, prompts: list[str], seeds: list[int], sampling: Sampling) -> list[tuple[list[int], str, int]]:
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        attention = enc.attention_mask
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        past, logits, attention, positions, prompt_lengths = self._prefill(prompts)
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         tokens: list[list[int]] = [[] for _ in prompts]
         finished = [False] * len(prompts)
-        current, past = enc.input_ids, None
-        for _ in range(sampling.max_new_tokens):
-            out = self.model(
-                input_ids=current,
-                attention_mask=attention,
-                position_ids=positions,
-                past_key_values=past,
-                use_cache=True,
-            )
-            past = out.past_key_values
-            logits = out.logits[:, -1, :].float().cpu()
+        current = torch.empty(0)
+        for step in range(sampling.max_new_tokens):
+            if step:
+                out = self.model(
+                    input_ids=current,
+                    attention_mask=attention,
+                    position_ids=positions,
+                    past_key_values=past,
+                    use_cache=True,
+                )
+                past, logits = out.past_key_values, out.logits[:, -1, :]
             chosen = []
-            for i, row in enumerate(logits):
+            for i, row in enumerate(logits.float().cpu()):
                 if finished[i]:
                     chosen.append(self.tokenizer.pad_token_id)
                     continue
@@ -146,14 +159,13 @@ class TransformersBackend:
                 break
             current = torch.tensor(chosen, device=self.device).unsqueeze(1)
             attention = torch.cat([attention, torch.ones_like(current)], dim=1)
-            positions = positions[:, -1:] + 1
-        prompt_lengths = attention.new_tensor(enc.attention_mask.sum(-1)).tolist()
-        return [(t, "stop" if f else "length", n) for t, f, n in zip(tokens, finished, prompt_lengths, strict=False)]
+            positions = positions + 1
+        return [(t, "stop" if f else "length", n) for t, f, n in zip(tokens, finished, prompt_lengths, strict=True)]
 
     def generate(self, requests: list[Request], sampling: Sampling, desc: str = "generate") -> list[Completion]:
         """Complete every request; batches are sorted by prompt length to waste little padding."""
         prompts = {r.key: self.prompt_text(r) for r in requests}
-        order = sorted(requests, key=lambda r: len(prompts[r.key]))
+        order = sorted(requests, key=lambda r: (len(prompts[r.key]), prompts[r.key]))
         results: dict[str, Completion] = {}
         bar = tqdm(total=len(requests), desc=desc, unit="item", dynamic_ncols=True)
         started = time.perf_counter()

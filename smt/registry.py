@@ -66,7 +66,7 @@ def _out(path: str, **kw: Any) -> Output:
 
 
 def _eval_stage(condition: str) -> Stage:
-    rag = condition.endswith("rag")
+    rag = "rag" in condition.split("_")
     smt = condition.startswith("smt")
     inputs = {"model": SMT_MODEL if smt else BASE_MODEL, "questions": QUESTIONS, "documents": DOCUMENTS}
     if rag:

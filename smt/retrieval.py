@@ -32,8 +32,14 @@ METHODS = ("bm25", "dense", "hybrid")
 RRF_K = 60
 RRF_DEPTH = 100
 EMBED_BATCH = 32
-CHUNK_SCHEMA = {"chunk_id": pl.String, "doc_id": pl.String, "title": pl.String, "text": pl.String,
-                "char_start": pl.Int64, "char_end": pl.Int64}
+CHUNK_SCHEMA = {
+    "chunk_id": pl.String,
+    "doc_id": pl.String,
+    "title": pl.String,
+    "text": pl.String,
+    "char_start": pl.Int64,
+    "char_end": pl.Int64,
+}
 _WORD = re.compile(r"[a-z0-9]+")
 
 Hit = tuple[str, str, float]
@@ -94,8 +100,9 @@ def chunk_documents(docs: Iterable[dict[str, Any]], chunk_chars: int, overlap: i
     for doc in docs:
         for n, (start, end) in enumerate(split_text(doc["text"], chunk_chars, overlap)):
             body = doc["text"][start:end].strip()
-            chunks.append(Chunk(f"{doc['doc_id']}#{n}", doc["doc_id"], doc["title"], f"{doc['title']}\n{body}",
-                                start, end))
+            chunks.append(
+                Chunk(f"{doc['doc_id']}#{n}", doc["doc_id"], doc["title"], f"{doc['title']}\n{body}", start, end)
+            )
     return chunks
 
 
@@ -125,8 +132,9 @@ def embed(model: Any, texts: Sequence[str], progress: bool = False) -> np.ndarra
     """Unit-length float32 embeddings, so inner product is cosine similarity."""
     batches = range(0, len(texts), EMBED_BATCH)
     parts = [
-        model.encode(list(texts[i:i + EMBED_BATCH]), batch_size=EMBED_BATCH, convert_to_numpy=True,
-                     show_progress_bar=False)
+        model.encode(
+            list(texts[i : i + EMBED_BATCH]), batch_size=EMBED_BATCH, convert_to_numpy=True, show_progress_bar=False
+        )
         for i in tqdm(batches, desc="embedding", unit="batch", disable=not progress)
     ]
     vectors = np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros((0, 0)), dtype=np.float32)
@@ -138,8 +146,9 @@ def embed(model: Any, texts: Sequence[str], progress: bool = False) -> np.ndarra
 # ---------------------------------------------------------------------------------------------- build
 
 
-def build_index(chunks: Sequence[Chunk], embedding_model: str, out_dir: str | Path,
-                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_index(
+    chunks: Sequence[Chunk], embedding_model: str, out_dir: str | Path, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Write chunks.parquet, bm25.pkl, dense.faiss and index.json (with `extra` merged in) into out_dir."""
     if not chunks:
         raise ValueError("no chunks to index")
@@ -192,8 +201,10 @@ class Retriever:
         d = Path(directory)
         info = json.loads((d / "index.json").read_text())
         if embedding_model is not None and info["embedding_model"] != embedding_model:
-            raise ValueError(f"{d}: index built with embedding model '{info['embedding_model']}', "
-                             f"but '{embedding_model}' was requested; rebuild the index")
+            raise ValueError(
+                f"{d}: index built with embedding model '{info['embedding_model']}', "
+                f"but '{embedding_model}' was requested; rebuild the index"
+            )
         with (d / "bm25.pkl").open("rb") as fh:
             bm25 = pickle.load(fh)
         return cls(pl.read_parquet(d / "chunks.parquet"), bm25, faiss.read_index(str(d / "dense.faiss")), info)

@@ -64,8 +64,9 @@ def rag_query(question: dict[str, Any], doc: dict[str, Any]) -> str:
     return f"{doc['title']}: {question['question']}"
 
 
-def retrieve(ctx: StageContext, questions: list[dict[str, Any]],
-             docs: dict[str, dict[str, Any]]) -> list[list[tuple[str, str, float]]]:
+def retrieve(
+    ctx: StageContext, questions: list[dict[str, Any]], docs: dict[str, dict[str, Any]]
+) -> list[list[tuple[str, str, float]]]:
     """The top-k chunks for every question (all empty for closed-book conditions)."""
     if not is_rag(ctx):
         return [[] for _ in questions]
@@ -74,15 +75,17 @@ def retrieve(ctx: StageContext, questions: list[dict[str, Any]],
     retriever = Retriever.load(ctx.input("index"), ctx.p("rag.embedding_model"))
     method, top_k = ctx.p("rag.retriever"), ctx.p("rag.top_k")
     started = time.time()
-    hits = [retriever.search(rag_query(q, docs[q["doc_id"]]), method, top_k)
-            for q in tqdm(questions, desc="retrieving", unit="q")]
-    ctx.log.info("retrieved %s top-%d for %d questions in %.1fs", method, top_k, len(questions),
-                 time.time() - started)
+    hits = [
+        retriever.search(rag_query(q, docs[q["doc_id"]]), method, top_k)
+        for q in tqdm(questions, desc="retrieving", unit="q")
+    ]
+    ctx.log.info("retrieved %s top-%d for %d questions in %.1fs", method, top_k, len(questions), time.time() - started)
     return hits
 
 
-def prediction(question: dict[str, Any], scored: scoring.Scored, hits: list[tuple[str, str, float]],
-               rag: bool) -> dict[str, Any]:
+def prediction(
+    question: dict[str, Any], scored: scoring.Scored, hits: list[tuple[str, str, float]], rag: bool
+) -> dict[str, Any]:
     letters = string.ascii_uppercase
     record = {
         "question_id": question["question_id"],
@@ -97,14 +100,21 @@ def prediction(question: dict[str, Any], scored: scoring.Scored, hits: list[tupl
     return record
 
 
-def predict(ctx: StageContext, model: Any, tokenizer: Any, questions: list[dict[str, Any]],
-            docs: dict[str, dict[str, Any]], hits: list[list[tuple[str, str, float]]]) -> list[dict[str, Any]]:
+def predict(
+    ctx: StageContext,
+    model: Any,
+    tokenizer: Any,
+    questions: list[dict[str, Any]],
+    docs: dict[str, dict[str, Any]],
+    hits: list[list[tuple[str, str, float]]],
+) -> list[dict[str, Any]]:
     """Score every question; returns one prediction record per question, in order."""
     items = []
     for q, q_hits in zip(questions, hits, strict=True):
         doc = docs[q["doc_id"]]
-        prompt = scoring.build_prompt(tokenizer, q["question"], doc["title"], doc["author"], doc["year"],
-                                      [text for _, text, _ in q_hits])
+        prompt = scoring.build_prompt(
+            tokenizer, q["question"], doc["title"], doc["author"], doc["year"], [text for _, text, _ in q_hits]
+        )
         items.append((prompt, q["options"]))
     started = time.time()
     scored = scoring.score_questions(model, tokenizer, items, ctx.p("eval.batch_size"))
@@ -113,8 +123,7 @@ def predict(ctx: StageContext, model: Any, tokenizer: Any, questions: list[dict[
         for q, h, s in zip(questions, hits, tqdm(scored, total=len(items), desc="scoring", unit="q"), strict=True)
     ]
     elapsed = time.time() - started
-    ctx.log.info("scored %d questions in %.1fs (%.2fs/question)", len(records), elapsed,
-                 elapsed / max(len(records), 1))
+    ctx.log.info("scored %d questions in %.1fs (%.2fs/question)", len(records), elapsed, elapsed / max(len(records), 1))
     return records
 
 
@@ -133,8 +142,11 @@ def score_summary(ctx: StageContext, records: list[dict[str, Any]], model_path: 
         "provenance": ctx.provenance(),
     }
     if is_rag(ctx):
-        summary["retriever"] = {"method": ctx.p("rag.retriever"), "top_k": ctx.p("rag.top_k"),
-                                "embedding_model": ctx.p("rag.embedding_model")}
+        summary["retriever"] = {
+            "method": ctx.p("rag.retriever"),
+            "top_k": ctx.p("rag.top_k"),
+            "embedding_model": ctx.p("rag.embedding_model"),
+        }
     return summary
 
 
@@ -142,9 +154,11 @@ def check_condition(ctx: StageContext) -> None:
     """A condition named RAG must have an index to query (and only then); otherwise its score would lie."""
     named_rag = "rag" in condition(ctx).split("_")
     if named_rag != is_rag(ctx):
-        raise RuntimeError(f"stage {ctx.stage.name}: condition '{condition(ctx)}' is "
-                           f"{'' if named_rag else 'not '}a RAG condition but the registry gives it "
-                           f"{'no' if named_rag else 'an'} 'index' input; fix smt/registry.py")
+        raise RuntimeError(
+            f"stage {ctx.stage.name}: condition '{condition(ctx)}' is "
+            f"{'' if named_rag else 'not '}a RAG condition but the registry gives it "
+            f"{'no' if named_rag else 'an'} 'index' input; fix smt/registry.py"
+        )
 
 
 def run(ctx: StageContext) -> None:
@@ -164,5 +178,4 @@ def run(ctx: StageContext) -> None:
     io.write_jsonl(ctx.outputs["predictions"], records)
     summary = score_summary(ctx, records, model_path)
     io.write_json(ctx.outputs["score"], summary)
-    ctx.log.info("%s accuracy %.3f (%d/%d)", condition(ctx), summary["accuracy"], summary["correct"],
-                 summary["n"])
+    ctx.log.info("%s accuracy %.3f (%d/%d)", condition(ctx), summary["accuracy"], summary["correct"], summary["n"])

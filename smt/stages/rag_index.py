@@ -16,7 +16,12 @@ def run(ctx: StageContext) -> None:
     chunks = retrieval.chunk_documents(docs, ctx.p("rag.chunk_chars"), ctx.p("rag.chunk_overlap"))
     ctx.log.info("%d documents -> %d chunks", len(docs), len(chunks))
     with io.atomic_dir(ctx.outputs["index"]) as tmp:
-        info = retrieval.build_index(chunks, ctx.p("rag.embedding_model"), tmp,
-                                     extra={"benchmark": ctx.benchmark, "provenance": ctx.provenance()})
-    ctx.log.info("index: %d chunks, dim %d, built in %.1fs", info["chunks"], info["embedding_dim"],
-                 time.time() - started)
+        info = retrieval.build_index(
+            chunks,
+            ctx.p("rag.embedding_model"),
+            tmp,
+            extra={"benchmark": ctx.benchmark, "provenance": ctx.provenance()},
+        )
+    ctx.log.info(
+        "index: %d chunks, dim %d, built in %.1fs", info["chunks"], info["embedding_dim"], time.time() - started
+    )

@@ -44,8 +44,7 @@ def cell(record: dict[str, Any] | None, decimals: int) -> str:
 
 
 def table(scores: dict[tuple[str, str], dict[str, Any]], benchmarks: list[str], decimals: int) -> list[str]:
-    lines = ["| Benchmark | " + " | ".join(LABELS[c] for c in CONDITIONS) + " |",
-             "|---|" + "---:|" * len(CONDITIONS)]
+    lines = ["| Benchmark | " + " | ".join(LABELS[c] for c in CONDITIONS) + " |", "|---|" + "---:|" * len(CONDITIONS)]
     for bench in benchmarks:
         lines.append(f"| {bench} | " + " | ".join(cell(scores.get((bench, c)), decimals) for c in CONDITIONS) + " |")
     return lines
