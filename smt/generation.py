@@ -125,10 +125,12 @@ class TransformersBackend:
 
     @torch.inference_mode()
     def _sample(self, prompts: list[str], seeds: list[int], sampling: Sampling) -> list[tuple[list[int], str, int]]:
+        """Decode every row; a row that stops leaves the batch (and the KV cache) so the rest run faster."""
         past, logits, attention, positions, prompt_lengths = self._prefill(prompts)
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         tokens: list[list[int]] = [[] for _ in prompts]
         finished = [False] * len(prompts)
+        active = list(range(len(prompts)))  # original row of each batch row
         current = torch.empty(0)
         for step in range(sampling.max_new_tokens):
             if step:
@@ -140,11 +142,9 @@ class TransformersBackend:
                     use_cache=True,
                 )
                 past, logits = out.past_key_values, out.logits[:, -1, :]
-            chosen = []
-            for i, row in enumerate(logits.float().cpu()):
-                if finished[i]:
-                    chosen.append(self.tokenizer.pad_token_id)
-                    continue
+            chosen, keep = [], []
+            for batch_row, row in enumerate(logits.float().cpu()):
+                i = active[batch_row]
                 if sampling.temperature == 0:
                     token = int(row.argmax())
                 else:
@@ -152,11 +152,17 @@ class TransformersBackend:
                     token = int(torch.multinomial(probs, 1, generator=generators[i]))
                 if token in self.stop_ids:
                     finished[i] = True
-                else:
-                    tokens[i].append(token)
+                    continue
+                tokens[i].append(token)
                 chosen.append(token)
-            if all(finished):
+                keep.append(batch_row)
+            if not keep:
                 break
+            if len(keep) < len(active):
+                index = torch.tensor(keep, device=self.device)
+                past.batch_select_indices(index)
+                attention, positions = attention[index], positions[index]
+                active = [active[r] for r in keep]
             current = torch.tensor(chosen, device=self.device).unsqueeze(1)
             attention = torch.cat([attention, torch.ones_like(current)], dim=1)
             positions = positions + 1

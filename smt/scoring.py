@@ -7,7 +7,6 @@ deterministic for a given model and prompt.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -149,10 +148,6 @@ def encode_question(
 
 
 # ---------------------------------------------------------------------------------------------- scoring
-
-
-def _accepts_logits_to_keep(model: Any) -> bool:
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
 def _pad_token_id(tokenizer: Any) -> int:

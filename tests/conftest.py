@@ -82,8 +82,7 @@ def small_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The embedded default base model, materialized once by the real `model` stage."""
-    ws = make_workspace(tmp_path_factory.mktemp("model_ws"))
-    sh([str(BIN / "python"), "-m", "smt", "model"], ws)
-    return ws / "results" / "models" / "base"
+def base_model(small_workspace: Path) -> Path:
+    """The embedded default base model, built by Snakemake as a single target of the small workspace."""
+    sh("snakemake --cores 2 results/models/base", small_workspace)
+    return small_workspace / "results" / "models" / "base"
