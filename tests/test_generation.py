@@ -59,7 +59,7 @@ def test_prefill_starts_the_answer(backend: TransformersBackend) -> None:
          ("When did the tide festival start?", "In 1847, as the article says.")),
         ("Question: festival\nAnswer: yes", "unparseable: question is not a question"),
         ("The festival is old.", "unparseable: no 'Question:' ... 'Answer:'"),
-        ("Question: Who built the harp?\nAnswer: ", "unparseable: no 'Question:' ... 'Answer:'"),
+        ("Question: Who built the harp?\nAnswer: ", "empty answer"),
     ],
 )
 def test_qa_parser(text: str, expected: object) -> None:
