@@ -36,7 +36,11 @@ def _stage_body(st: R.Stage) -> dict[str, Any]:
     outs: list[Any] = [_dvc_path(o.path, st) for o in st.outputs.values() if o.kind == "out"]
     outs += [{_dvc_path(o.path, st): {"cache": False}} for o in st.outputs.values() if o.kind == "meta"]
     metrics = [{_dvc_path(o.path, st): {"cache": False}} for o in st.outputs.values() if o.kind == "metric"]
-    plots = [{_dvc_path(o.path, st): {"cache": False}} for o in st.outputs.values() if o.kind == "plot"]
+    plots = [
+        {_dvc_path(o.path, st): {"cache": False, **({"x": o.plot_xy[0], "y": o.plot_xy[1]} if o.plot_xy else {})}}
+        for o in st.outputs.values()
+        if o.kind == "plot"
+    ]
     if outs:
         body["outs"] = outs
     if metrics:
@@ -53,5 +57,4 @@ def render() -> str:
             raise NotImplementedError(f"stage {st.name}: more than one axis needs a DVC matrix")
         body = _stage_body(st)
         stages[st.name] = {"foreach": f"${{{R.AXIS_VALUES_KEY[st.axes[0]]}}}", "do": body} if st.axes else body
-    plots = [{"results/train": {"x": "step", "y": "loss", "title": "Training loss"}}]
-    return HEADER + yaml.safe_dump({"stages": stages, "plots": plots}, sort_keys=False, width=110)
+    return HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=110)

@@ -34,6 +34,7 @@ class Output:
     path: str
     directory: bool = False
     kind: str = "out"  # out (cached) | meta (small, uncached) | metric | plot
+    plot_xy: tuple[str, str] | None = None  # columns of a plot's x and y axes
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ STAGES: tuple[Stage, ...] = (
         inputs={"model": BASE_MODEL, "train": "results/mix/{benchmark}/train.jsonl"},
         outputs={
             "model": _out(SMT_MODEL, directory=True),
-            "loss": _out("results/train/{benchmark}/loss.csv", kind="plot"),
+            "loss": _out("results/train/{benchmark}/loss.csv", kind="plot", plot_xy=("step", "loss")),
             "metrics": _out("results/train/{benchmark}/train_metrics.json", kind="metric"),
         },
         params=(

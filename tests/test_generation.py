@@ -30,8 +30,11 @@ def test_output_does_not_depend_on_batch(backend: TransformersBackend) -> None:
     sampling = Sampling(temperature=1.0, top_p=0.95, max_new_tokens=12)
     alone = backend.generate([_request("a", "Name a colour.", 11)], sampling)[0]
     mixed = backend.generate(
-        [_request("x", "Write a long story about a cat and a dog.", 5), _request("a", "Name a colour.", 11),
-         _request("y", "Name a colour.", 12)],
+        [
+            _request("x", "Write a long story about a cat and a dog.", 5),
+            _request("a", "Name a colour.", 11),
+            _request("y", "Name a colour.", 12),
+        ],
         sampling,
     )
     assert mixed[1].text == alone.text
@@ -41,8 +44,9 @@ def test_output_does_not_depend_on_batch(backend: TransformersBackend) -> None:
 
 def test_greedy_is_deterministic_and_truncation_is_reported(backend: TransformersBackend) -> None:
     sampling = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=3)
-    a, b = backend.generate([_request("a", "Count from one to twenty.", 1), _request("b", "Count from one to twenty.", 2)],
-                            sampling)
+    a, b = backend.generate(
+        [_request("a", "Count from one to twenty.", 1), _request("b", "Count from one to twenty.", 2)], sampling
+    )
     assert a.text == b.text and a.finish_reason == "length" and a.completion_tokens == 3
 
 
@@ -55,8 +59,10 @@ def test_prefill_starts_the_answer(backend: TransformersBackend) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("Question: When did the tide festival start?\nAnswer: In 1847, as the article says.",
-         ("When did the tide festival start?", "In 1847, as the article says.")),
+        (
+            "Question: When did the tide festival start?\nAnswer: In 1847, as the article says.",
+            ("When did the tide festival start?", "In 1847, as the article says."),
+        ),
         ("Question: festival\nAnswer: yes", "unparseable: question is not a question"),
         ("The festival is old.", "unparseable: no 'Question:' ... 'Answer:'"),
         ("Question: Who built the harp?\nAnswer: ", "empty answer"),
