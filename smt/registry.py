@@ -51,7 +51,7 @@ class Stage:
     command_args: tuple[str, ...] = ()
     resources: dict[str, int] = field(default_factory=lambda: {"mem_mb": 2000, "runtime": 30, "gpu": 0})
     threads: int = 1
-    heavy: bool = False
+    heavy: bool = False  # its Snakemake rule records a `benchmark:` file (time, memory)
     env: str = "core"
 
     def command(self, axis_format: str) -> str:

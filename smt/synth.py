@@ -10,7 +10,7 @@ import polars as pl
 
 from smt import io, prompts
 from smt.context import StageContext
-from smt.generation import Sampling, Stats, backend_from_params
+from smt.generation import Sampling, Stats, TransformersBackend, backend_from_params
 
 
 def documents(ctx: StageContext) -> list[dict[str, Any]]:
@@ -21,7 +21,7 @@ def document_text(doc: dict[str, Any]) -> str:
     return f"{doc['title']}\nby {doc['author']} ({doc['year']})\n\n{doc['text']}"
 
 
-def generator(ctx: StageContext):  # noqa: ANN201 - backend type depends on params
+def generator(ctx: StageContext) -> TransformersBackend:
     return backend_from_params(
         ctx.p("generation.backend"), ctx.input("model"), ctx.p("generation.dtype"), ctx.p("generation.batch_size")
     )

@@ -83,3 +83,11 @@ def test_same_command_for_both_schedulers() -> None:
         == st.command("${item}").replace("${item}", "demo")
         == "python -m smt synth_qa --benchmark demo"
     )
+
+
+def test_every_stage_has_one_rule_with_log_and_benchmark_where_heavy() -> None:
+    rules = "".join(p.read_text() for p in sorted((ROOT / "rules").glob("*.smk")))
+    for st in R.STAGES:
+        assert rules.count(f"rule {st.name}:") == 1, f"stage {st.name} needs exactly one rule in rules/*.smk"
+        assert f'W.log("{st.name}")' in rules and f'W.command("{st.name}")' in rules
+        assert (f'W.benchmark("{st.name}")' in rules) == st.heavy, f"{st.name}: benchmark directive vs heavy flag"
