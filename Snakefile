@@ -17,6 +17,7 @@ wildcard_constraints:
 
 
 include: "rules/model.smk"
+include: "rules/download.smk"
 include: "rules/data.smk"
 include: "rules/synth.smk"
 include: "rules/train.smk"

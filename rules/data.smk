@@ -1,4 +1,4 @@
-# Benchmarks into normalized tables (documents, questions) with stable ids.
+# Benchmarks from their published files into normalized tables (documents, questions) with stable ids.
 
 
 rule ingest:
@@ -10,6 +10,8 @@ rule ingest:
         fingerprint=W.fingerprint("ingest", PARAMS),
     log:
         W.log("ingest"),
+    benchmark:
+        W.benchmark("ingest")
     threads: W.threads("ingest")
     resources:
         **W.resources("ingest"),

@@ -76,6 +76,11 @@ def _tool_commands(sub: Any) -> None:
     rec = sub.add_parser("record", help="after a Snakemake run: record the outputs in DVC (dvc commit)")
     rec.add_argument("--save", metavar="NAME", nargs="?", const="", help="also `dvc exp save` the workspace")
     sub.add_parser("sync", help="after a DVC checkout/pull: make Snakemake agree (touch when DVC is clean)")
+    dl = sub.add_parser("download", help="fetch a benchmark's published files and verify their pinned hashes")
+    dl.add_argument("benchmark", choices=["quality", "longhealth", "financebench"])
+    dl.add_argument("--dest", help="target folder (default: data/raw/<benchmark>)")
+    dl.add_argument("--all-documents", action="store_true", help="FinanceBench: every filing, not only those asked")
+    dl.add_argument("--base-url", help=argparse.SUPPRESS)  # a mirror of the files (file:// in tests)
     closure = sub.add_parser("affected", help="stage instances a params key or source file change reruns")
     closure.add_argument("what", nargs="+", help="dotted params keys or source file paths")
 

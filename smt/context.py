@@ -26,9 +26,13 @@ class StageContext:
 
     def p(self, key: str) -> Any:
         """A params value; only keys the stage declares may be read, so the registry stays truthful."""
-        if key not in self.stage.params:
+        if not any(key == k or key.startswith(k + ".") for k in self.keys):
             raise KeyError(f"stage '{self.stage.name}' reads '{key}' but does not declare it in the registry")
         return P.get(self.params, key)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return self.stage.keys(self.axes)
 
     def input(self, name: str) -> str:
         (path,) = self.inputs[name]
@@ -36,7 +40,7 @@ class StageContext:
 
     @property
     def fingerprint(self) -> str:
-        return P.fingerprint(self.params, self.stage.params)
+        return P.fingerprint(self.params, self.keys)
 
     def provenance(self) -> dict[str, Any]:
-        return provenance.record(self.stage.name, self.axes, P.subset(self.params, self.stage.params), self.fingerprint)
+        return provenance.record(self.stage.name, self.axes, P.subset(self.params, self.keys), self.fingerprint)

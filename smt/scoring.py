@@ -78,13 +78,26 @@ def _lead_lower(question: str) -> str:
     return question[0].lower() + question[1:] if first.lower() in _LOWERCASE_LEADS else question
 
 
-def user_message(question: str, title: str, author: str, year: int | str, context: Sequence[str] = ()) -> str:
+def frame(title: str | None, author: str | None, year: int | str | None) -> str:
+    """EntiGraph's bibliographic frame, 'In the context of "<title>", written by <author> in <year>,', with the
+    parts a benchmark does not give left out."""
+    if not title:
+        return ""
+    return (
+        f'In the context of "{title}"'
+        + (f", written by {author}" if author else "")
+        + (f" in {year}" if year else "")
+        + ", "
+    )
+
+
+def user_message(
+    question: str, title: str | None, author: str | None, year: int | str | None, context: Sequence[str] = ()
+) -> str:
     """The question with its document's bibliographic frame, after any retrieved excerpts."""
     excerpts = CONTEXT_HEADER + "\n\n".join(context) + "\n\n" if context else ""
-    return (
-        f'{excerpts}In the context of "{title}", written by {author} in {year}, {_lead_lower(question)}\n'
-        f"{ANSWER_REQUEST}"
-    )
+    framed = frame(title, author, year)
+    return f"{excerpts}{framed}{_lead_lower(question) if framed else question}\n{ANSWER_REQUEST}"
 
 
 def has_chat_template(tokenizer: Any) -> bool:
@@ -92,7 +105,12 @@ def has_chat_template(tokenizer: Any) -> bool:
 
 
 def build_prompt(
-    tokenizer: Any, question: str, title: str, author: str, year: int | str, context: Sequence[str] = ()
+    tokenizer: Any,
+    question: str,
+    title: str | None,
+    author: str | None,
+    year: int | str | None,
+    context: Sequence[str] = (),
 ) -> str:
     """The text that the answer continues: the chat template's assistant turn, or a plain Q/A layout."""
     message = user_message(question, title, author, year, context)

@@ -31,7 +31,7 @@ def _built(stamp: Path) -> Path:
 def refresh(st: R.Stage, axes: dict[str, str], params: dict[str, Any]) -> Path:
     """Bring one stamp up to date with params; touch it only when the values differ."""
     stamp = Path(R.stamp_path(st, axes))
-    content = _content(P.subset(params, st.params))
+    content = _content(P.subset(params, st.keys(axes)))
     if stamp.exists() and stamp.read_text() == content:
         return stamp
     io.write_text(stamp, content)

@@ -37,7 +37,7 @@ def check(params_path: str) -> int:
     params = P.load(params_path)
     for st in R.STAGES:
         for axes in R.instances(st, params):
-            print(f"{R.instance_id(st, axes):40s} params {P.fingerprint(params, st.params)}")
+            print(f"{R.instance_id(st, axes):40s} params {P.fingerprint(params, st.keys(axes))}")
     return 0
 
 
@@ -92,6 +92,23 @@ def affected(params_path: str, what: list[str]) -> int:
     return 0
 
 
+def download(benchmark: str, dest: str | None, all_documents: bool, base_url: str | None) -> int:
+    import logging
+
+    from smt.benchmarks import sources
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    target = Path(dest or f"data/raw/{benchmark}")
+    try:
+        outcomes = sources.download(benchmark, target, all_documents, base_url)
+    except sources.DownloadError as exc:
+        print(f"smt download: {exc}", file=sys.stderr)
+        return 1
+    unverified = sorted(p for p, o in outcomes.items() if o == "unverified")
+    print(f"smt download: {len(outcomes)} files in {target} ({len(unverified)} without a pinned hash)", file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.command == "render-dvc":
         return render_dvc()
@@ -101,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         return record(args.save)
     if args.command == "sync":
         return sync(args.params)
+    if args.command == "download":
+        return download(args.benchmark, args.dest, args.all_documents, args.base_url)
     if args.command == "affected":
         return affected(args.params, args.what)
     raise SystemExit(f"unknown command {args.command}")

@@ -7,6 +7,7 @@ stages, resources, and the same command DVC runs.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from smt import params as P
@@ -32,13 +33,30 @@ def load_params(config: dict[str, Any], path: str = "params.yaml") -> dict[str, 
     return params
 
 
-def _wildcard_template(template: str, st: R.Stage, params: dict[str, Any]) -> list[str] | str:
-    """A registry template for Snakemake: own axes stay wildcards, other axes expand over params."""
+def _wildcard_template(template: str, st: R.Stage, params: dict[str, Any]) -> Any:
+    """A registry template for Snakemake: own axes stay wildcards, other axes expand over params. A params
+    reference that depends on an axis (`${benchmarks.{benchmark}.source}`) becomes an input function."""
+    if any("{" + a + "}" in ref for a in st.axes for ref in R.PARAM_REFS.findall(template)):
+        return lambda wildcards: source_files(R.expand(template, dict(wildcards), params))
     template = R.resolve_params_refs(template, params)
     foreign = [a for a in R.AXIS_VALUES_KEY if "{" + a + "}" in template and a not in st.axes]
     if not foreign:
         return template
     return R.expand(template, {}, params)
+
+
+def source_files(paths: list[str]) -> list[str]:
+    """A user's source folder as the files in it: Snakemake dates a folder input by the folder's own mtime,
+    which an edit to a file inside does not change (DVC hashes the content). A folder that does not exist yet
+    stays as it is, for a rule that makes it (data/raw/<benchmark> is downloaded)."""
+    found: list[str] = []
+    for path in paths:
+        folder = Path(path)
+        if folder.is_dir():
+            found += sorted(str(f) for f in folder.rglob("*") if f.is_file() and not f.name.startswith("."))
+        else:
+            found.append(path)
+    return found
 
 
 def inputs(name: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -76,8 +94,12 @@ def benchmark(name: str) -> str:
     )
 
 
-def fingerprint(name: str, params: dict[str, Any]) -> str:
-    return P.fingerprint(params, R.stage(name).params)
+def fingerprint(name: str, params: dict[str, Any]) -> Any:
+    """The hash of the params values a job reads (a function of the wildcards for per-axis keys)."""
+    st = R.stage(name)
+    if st.axes:
+        return lambda wildcards: P.fingerprint(params, st.keys(dict(wildcards)))
+    return P.fingerprint(params, st.keys({}))
 
 
 def resources(name: str) -> dict[str, int]:

@@ -25,7 +25,7 @@ def mutated(path: str, value: object) -> dict:
 
 
 def test_default_params_are_valid() -> None:
-    assert P.load(ROOT / "params.yaml")["benchmarks"] == ["demo"]
+    assert P.load(ROOT / "params.yaml")["benchmarks"] == {"demo": {"source": "smt/benchmarks/demo"}}
 
 
 def test_unknown_key_is_named_with_the_allowed_keys() -> None:

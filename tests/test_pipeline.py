@@ -126,20 +126,26 @@ def test_changing_one_key_rebuilds_exactly_its_closure(built: Path, key: str, va
     assert dvc_status(built) == set()
 
 
-def test_editing_a_source_module_reruns_its_stage_in_both_tools(built: Path) -> None:
+@pytest.mark.parametrize(
+    ("path", "root"),
+    [("smt/stages/mix.py", "mix@demo"), ("smt/benchmarks/demo/questions.jsonl", "ingest@demo")],
+    ids=["source module", "benchmark file"],
+)
+def test_editing_a_file_reruns_its_readers_in_both_tools(built: Path, path: str, root: str) -> None:
     sh("python -m smt record", built)
-    module = built / "smt/stages/mix.py"
-    original, stat = module.read_text(), module.stat()
+    edited = built / path
+    original, stat = edited.read_bytes(), edited.stat()
     params = P.load(built / "params.yaml")
-    expected = R.downstream(params, R.readers_of_file(params, "smt/stages/mix.py"))
-    assert "mix@demo" in expected and "synth_qa@demo" not in expected
-    module.write_text(original + "\n# edited\n")
+    expected = R.downstream(params, {root})
+    if path.endswith(".py"):
+        assert R.readers_of_file(params, path) == {root}
+    edited.write_bytes(original + b"\n")
     try:
         assert snakemake_pending(built) == expected
         assert dvc_pending(built) == expected
     finally:
-        module.write_text(original)
-        os.utime(module, (stat.st_atime, stat.st_mtime))
+        edited.write_bytes(original)
+        os.utime(edited, (stat.st_atime, stat.st_mtime))
     assert snakemake_pending(built) == set()
 
 

@@ -23,10 +23,11 @@ def test_committed_dvc_yaml_matches_the_registry() -> None:
 
 @pytest.mark.parametrize("stage", R.STAGES, ids=lambda s: s.name)
 def test_stage_declarations_point_at_real_things(stage: R.Stage) -> None:
-    for key in stage.params:
-        P.get(PARAMS, key)  # raises when the key is not in params.yaml
-    for path in stage.code:
-        assert (ROOT / path).is_file(), f"{stage.name}: code dependency {path} does not exist"
+    for axes in R.instances(stage, PARAMS):
+        for key in stage.keys(axes):
+            P.get(PARAMS, key)  # raises when the key is not in params.yaml
+        for path in R.stage_code(stage, axes):
+            assert (ROOT / path).is_file(), f"{stage.name}: code dependency {path} does not exist"
     assert stage.name in IMPLEMENTATIONS
     assert stage.outputs and stage.doc
 
@@ -38,8 +39,8 @@ def test_every_params_key_is_read_by_some_stage() -> None:
             out += leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
         return out
 
-    declared = {k for s in R.STAGES for k in s.params}
-    unused = [k for k in leaves(PARAMS) if k not in declared]
+    declared = {k for s in R.STAGES for axes in R.instances(s, PARAMS) for k in s.keys(axes)}
+    unused = [k for k in leaves(PARAMS) if not any(R.related_keys(k, d) for d in declared)]
     assert unused == [], f"params keys no stage declares (they could change nothing): {unused}"
 
 

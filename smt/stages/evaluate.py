@@ -17,6 +17,7 @@ import polars as pl
 from tqdm import tqdm
 
 from smt import io, scoring
+from smt.benchmarks.tables import MULTIPLE_CHOICE
 from smt.context import StageContext
 
 # The model is a local folder; never let a load fall back to a hub.
@@ -33,9 +34,20 @@ def is_rag(ctx: StageContext) -> bool:
     return "index" in ctx.stage.inputs
 
 
-def load_questions(path: str, limit: int) -> list[dict[str, Any]]:
-    """Questions ordered by question_id; limit > 0 keeps the first `limit`."""
+def load_questions(path: str, limit: int, scorer: str) -> list[dict[str, Any]]:
+    """Scorable questions ordered by question_id; limit > 0 keeps the first `limit`. Questions of another kind
+    than the scorer handles are an error: a score over a silently filtered set would lie."""
     table = pl.read_parquet(path).sort("question_id")
+    other = table.filter(pl.col("kind") != MULTIPLE_CHOICE)
+    if other.height:
+        raise ValueError(
+            f"{path}: eval.scorer {scorer!r} scores multiple-choice questions, but {other.height} questions are "
+            f"{sorted(set(other['kind']))} (e.g. {other['question_id'][0]}); free-form answers need a judge scorer"
+        )
+    blocked = table.filter(pl.col("status") != "ok")
+    if blocked.height:
+        statuses = sorted(set(blocked["status"]))
+        raise ValueError(f"{path}: {blocked.height} questions cannot be scored (status {statuses})")
     return table.head(limit).to_dicts() if limit else table.to_dicts()
 
 
@@ -166,7 +178,7 @@ def run(ctx: StageContext) -> None:
     scorer = ctx.p("eval.scorer")
     if scorer not in SCORERS:
         raise ValueError(f"eval.scorer = {scorer!r} is not implemented; available: {list(SCORERS)}")
-    questions = load_questions(ctx.input("questions"), ctx.p("eval.max_questions"))
+    questions = load_questions(ctx.input("questions"), ctx.p("eval.max_questions"), scorer)
     if not questions:
         raise ValueError(f"{ctx.input('questions')}: no questions to evaluate")
     docs = load_documents(ctx.input("documents"))

@@ -1,0 +1,63 @@
+"""PDF to text, page by page, with pypdfium2 (PDFium, Chrome's PDF engine).
+
+Chosen by measurement on the FinanceBench filings (bench/pdf_extract.py, results in bench/results/): its page
+text is the closest to the benchmark's own evidence pages, page numbering is kept, it is among the fastest,
+and its license (Apache-2.0 / BSD-3) fits this project. PDFium is not thread-safe, so files are converted in
+worker processes.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from tqdm import tqdm
+
+from smt.benchmarks.tables import BenchmarkInputError
+
+
+def library() -> str:
+    return f"pypdfium2 {importlib.metadata.version('pypdfium2')}"
+
+
+def pages(path: Path) -> list[str]:
+    """The text of every page (index = 0-based page number); an unreadable file is an error naming it."""
+    import pypdfium2 as pdfium
+
+    try:
+        document = pdfium.PdfDocument(str(path))
+    except (pdfium.PdfiumError, OSError) as exc:
+        raise BenchmarkInputError(path, "<file>", None, f"unreadable PDF ({exc})") from exc
+    texts = []
+    try:
+        for i in range(len(document)):
+            page = document[i]
+            textpage = page.get_textpage()
+            texts.append(textpage.get_text_range().replace("\r\n", "\n").replace("\r", "\n"))
+            textpage.close()
+            page.close()
+    except pdfium.PdfiumError as exc:
+        raise BenchmarkInputError(path, f"page {len(texts)}", None, f"unreadable PDF page ({exc})") from exc
+    finally:
+        document.close()
+    return texts
+
+
+def convert_all(paths: list[Path], workers: int = 1) -> dict[Path, list[str]]:
+    """Page texts of many PDFs, converted by `workers` processes, with a progress bar."""
+    if not paths:
+        return {}
+    bar = tqdm(total=len(paths), desc="converting PDFs", unit="pdf")
+    result: dict[Path, list[str]] = {}
+    if workers <= 1:
+        for path in paths:
+            result[path] = pages(path)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for path, texts in zip(paths, pool.map(pages, paths), strict=True):
+                result[path] = texts
+                bar.update()
+    bar.close()
+    return result
