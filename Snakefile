@@ -13,7 +13,7 @@ PARAMS = W.load_params(config)
 
 
 wildcard_constraints:
-    benchmark="[A-Za-z0-9_-]+",
+    **W.AXIS_PATTERNS,
 
 
 include: "rules/model.smk"

@@ -24,6 +24,10 @@ class StageContext:
     def benchmark(self) -> str:
         return self.axes["benchmark"]
 
+    @property
+    def budget(self) -> int:
+        return int(self.axes["budget"])
+
     def p(self, key: str) -> Any:
         """A params value; only keys the stage declares may be read, so the registry stays truthful."""
         if not any(key == k or key.startswith(k + ".") for k in self.keys):

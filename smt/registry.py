@@ -16,13 +16,17 @@ from typing import Any
 from smt import params as P
 
 CONDITIONS = ("closed_book_base", "rag_base", "smt_closed_book", "smt_rag")
-AXIS_VALUES_KEY = {"benchmark": "benchmarks"}
+# Each axis fans stages out over the values of a params key: the benchmarks mapping's names, the token budgets.
+AXIS_VALUES_KEY = {"benchmark": "benchmarks", "budget": "mix.token_budgets"}
+AXIS_PATTERNS = {"benchmark": "[A-Za-z0-9_]+", "budget": "[0-9]+"}
 BASE_MODEL = "results/models/base"
-SMT_MODEL = "results/models/smt/{benchmark}"
+MIX = "results/mix/{benchmark}/{budget}/train.jsonl"
+SMT_MODEL = "results/models/smt/{benchmark}/{budget}"
 DOCUMENTS = "results/data/{benchmark}/documents.parquet"
 QUESTIONS = "results/data/{benchmark}/questions.parquet"
 INDEX = "results/index/{benchmark}"
 SCORE = "results/scores/{benchmark}/{condition}.json"
+SMT_SCORE = "results/scores/{benchmark}/{budget}/{condition}.json"
 
 GENERATION_KEYS = ("generation.backend", "generation.batch_size", "generation.dtype")
 EVAL_KEYS = ("eval.scorer", "eval.max_questions", "eval.batch_size")
@@ -58,11 +62,11 @@ class Stage:
         """The params keys one instance reads: `{axis}` placeholders (e.g. `benchmarks.{benchmark}`) filled in."""
         return tuple(k.format_map(axes) for k in self.params)
 
-    def command(self, axis_format: str) -> str:
-        """The shell command; axis_format is e.g. '{wildcards.%s}' (Snakemake) or '${item}' (DVC)."""
+    def command(self, placeholders: dict[str, str]) -> str:
+        """The shell command, each axis given as its placeholder: '{wildcards.benchmark}' (Snakemake), '${key}'
+        or '${item.budget}' (DVC), or a value."""
         parts = ["python -m smt", self.name, *self.command_args]
-        for axis in self.axes:
-            parts.append(f"--{axis} " + (axis_format % axis if "%s" in axis_format else axis_format))
+        parts += [f"--{axis} {placeholders[axis]}" for axis in self.axes]
         return " ".join(parts)
 
 
@@ -70,21 +74,27 @@ def _out(path: str, **kw: Any) -> Output:
     return Output(path, **kw)
 
 
+def score_path(condition: str) -> str:
+    """Where a condition's score lands: per benchmark, and per token budget for the SMT models."""
+    return (SMT_SCORE if condition.startswith("smt") else SCORE).replace("{condition}", condition)
+
+
 def _eval_stage(condition: str) -> Stage:
     rag = "rag" in condition.split("_")
     smt = condition.startswith("smt")
     inputs = {"model": SMT_MODEL if smt else BASE_MODEL, "questions": QUESTIONS, "documents": DOCUMENTS}
+    score = score_path(condition)
     if rag:
         inputs["index"] = INDEX
     code = ("smt/stages/evaluate.py", "smt/scoring.py") + (("smt/retrieval.py",) if rag else ())
     return Stage(
         name=f"eval_{condition}",
         doc=f"Score the {'SMT' if smt else 'base'} model {'with retrieval' if rag else 'closed-book'}.",
-        axes=("benchmark",),
+        axes=("benchmark", "budget") if smt else ("benchmark",),
         inputs=inputs,
         outputs={
-            "score": _out(SCORE.replace("{condition}", condition), kind="metric"),
-            "predictions": _out(f"results/scores/{{benchmark}}/{condition}.predictions.jsonl"),
+            "score": _out(score, kind="metric"),
+            "predictions": _out(score.replace(".json", ".predictions.jsonl")),
         },
         params=EVAL_KEYS + (RAG_QUERY_KEYS if rag else ()),
         code=code,
@@ -188,7 +198,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="mix",
         doc="Mix synthetic QAs and documents to a token budget and ratio, plus replay text.",
-        axes=("benchmark",),
+        axes=("benchmark", "budget"),
         inputs={
             "model": BASE_MODEL,
             "qa": "results/synth/{benchmark}/qa.jsonl",
@@ -196,22 +206,22 @@ STAGES: tuple[Stage, ...] = (
             "replay": "${mix.replay_corpus}",
         },
         outputs={
-            "train": _out("results/mix/{benchmark}/train.jsonl"),
-            "report": _out("results/mix/{benchmark}/mix_report.json", kind="metric"),
+            "train": _out(MIX),
+            "report": _out("results/mix/{benchmark}/{budget}/mix_report.json", kind="metric"),
         },
-        params=("seed", "mix.qa_share", "mix.token_budget", "mix.replay_fraction", "mix.replay_corpus"),
+        params=("seed", "mix.qa_share", "mix.replay_fraction", "mix.replay_corpus"),
         code=("smt/stages/mix.py",),
         resources={"mem_mb": 2000, "runtime": 10, "gpu": 0},
     ),
     Stage(
         name="train",
         doc="Continued training of the student on the mix with TRL SFTTrainer.",
-        axes=("benchmark",),
-        inputs={"model": BASE_MODEL, "train": "results/mix/{benchmark}/train.jsonl"},
+        axes=("benchmark", "budget"),
+        inputs={"model": BASE_MODEL, "train": MIX},
         outputs={
             "model": _out(SMT_MODEL, directory=True),
-            "loss": _out("results/train/{benchmark}/loss.csv", kind="plot", plot_xy=("step", "loss")),
-            "metrics": _out("results/train/{benchmark}/train_metrics.json", kind="metric"),
+            "loss": _out("results/train/{benchmark}/{budget}/loss.csv", kind="plot", plot_xy=("step", "loss")),
+            "metrics": _out("results/train/{benchmark}/{budget}/train_metrics.json", kind="metric"),
         },
         params=(
             "seed",
@@ -260,9 +270,11 @@ STAGES: tuple[Stage, ...] = (
         name="report",
         doc="One markdown table of every benchmark's scores per condition.",
         axes=(),
-        inputs={f"scores_{c}": SCORE.replace("{condition}", c) for c in CONDITIONS},
+        inputs={
+            f"scores_{c}": (SMT_SCORE if c.startswith("smt") else SCORE).replace("{condition}", c) for c in CONDITIONS
+        },
         outputs={"report": _out("results/report.md")},
-        params=("benchmarks", "report.decimals"),
+        params=("report.decimals",),
         code=("smt/stages/report.py",),
         resources={"mem_mb": 500, "runtime": 5, "gpu": 0},
     ),
@@ -289,7 +301,8 @@ def resolve_params_refs(template: str, params: dict[str, Any]) -> str:
 
 
 def axis_values(params: dict[str, Any], axis: str) -> list[str]:
-    return list(P.get(params, AXIS_VALUES_KEY[axis]))
+    """The values an axis takes: a mapping's keys or a list's items, as strings."""
+    return [str(v) for v in P.get(params, AXIS_VALUES_KEY[axis])]
 
 
 def instances(st: Stage, params: dict[str, Any]) -> list[dict[str, str]]:
@@ -301,8 +314,8 @@ def instances(st: Stage, params: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def instance_id(st: Stage, axes: dict[str, str]) -> str:
-    """The DVC-style id: 'name' or 'name@value'."""
-    return st.name + "".join(f"@{axes[a]}" for a in st.axes)
+    """DVC's id: 'name', 'name@value' (foreach) or 'name@value1-value2' (matrix)."""
+    return st.name + ("@" + "-".join(axes[a] for a in st.axes) if st.axes else "")
 
 
 def fill_axes(template: str, axes: dict[str, str]) -> str:

@@ -15,6 +15,7 @@ from smt import registry as R
 from smt import stamps
 
 CONDITIONS = R.CONDITIONS
+AXIS_PATTERNS = R.AXIS_PATTERNS
 
 
 class ConfigMismatch(ValueError):
@@ -111,7 +112,8 @@ def threads(name: str) -> int:
 
 
 def command(name: str) -> str:
-    return R.stage(name).command("{wildcards.%s}")
+    st = R.stage(name)
+    return st.command({a: f"{{wildcards.{a}}}" for a in st.axes})
 
 
 def conda_env(name: str) -> str:

@@ -25,7 +25,7 @@ SMALL = {
         "focal_per_document": 1,
         "max_new_tokens": 64,
     },
-    "mix": {"token_budget": 1500},
+    "mix": {"token_budgets": [1500]},
     "train": {"max_steps": 2, "max_length": 128, "effective_batch_size": 2, "per_device_batch_size": 1},
     "eval": {"max_questions": 10},
 }

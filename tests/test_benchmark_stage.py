@@ -77,3 +77,10 @@ def test_one_benchmarks_options_and_files_rerun_only_its_ingest(ingested: Path) 
     finally:
         (ingested / "params.yaml").write_text(params)
     assert snakemake_pending(ingested) & ingest_ids == set()
+
+
+def test_a_benchmark_in_data_raw_is_downloaded_first(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path, {"benchmarks": {"longhealth": {"source": "data/raw/longhealth"}}})
+    out = sh("snakemake -n --cores 2 results/data/longhealth/questions.parquet", ws).stdout
+    assert "python -m smt download longhealth --dest data/raw/longhealth" in out
+    assert "python -m smt ingest --benchmark longhealth" in out

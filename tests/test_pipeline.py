@@ -29,8 +29,9 @@ def snakemake_pending(ws: Path) -> set[str]:
     """Stage instances `snakemake -n` would run, read from the commands it prints."""
     out = sh("snakemake -n --cores 2", ws).stdout
     pending = set()
-    for stage, bench in re.findall(r"python -m smt (\w+)(?: --benchmark (\S+))?", out):
-        pending.add(f"{stage}@{bench}" if bench else stage)
+    for stage, args in re.findall(r"python -m smt (\w+)((?: --\w+ \S+)*)", out):
+        values = re.findall(r"--\w+ (\S+)", args)
+        pending.add(f"{stage}@{'-'.join(values)}" if values else stage)
     return pending
 
 
@@ -46,13 +47,19 @@ def dvc_status(ws: Path) -> set[str]:
 
 def check_scores(ws: Path, params: dict) -> None:
     questions = pl.read_parquet(ws / "results/data/demo/questions.parquet").height
+    budget = params["mix"]["token_budgets"][0]
     for condition in R.CONDITIONS:
-        score = json.loads((ws / f"results/scores/demo/{condition}.json").read_text())
+        stem = (
+            f"results/scores/demo/{budget}/{condition}"
+            if condition.startswith("smt")
+            else f"results/scores/demo/{condition}"
+        )
+        score = json.loads((ws / f"{stem}.json").read_text())
         assert SCORE_KEYS <= set(score), f"{condition}: missing {SCORE_KEYS - set(score)}"
         assert score["n"] == min(questions, params["eval"]["max_questions"] or questions)
         assert 0.0 <= score["accuracy"] <= 1.0 and score["correct"] == round(score["accuracy"] * score["n"])
         assert score["condition"] == condition and score["scorer"] == "loglik"
-        preds = (ws / f"results/scores/demo/{condition}.predictions.jsonl").read_text().splitlines()
+        preds = (ws / f"{stem}.predictions.jsonl").read_text().splitlines()
         assert len(preds) == score["n"]
     report = (ws / "results/report.md").read_text()
     assert "| demo |" in report
@@ -79,9 +86,9 @@ def test_record_makes_dvc_agree_and_nothing_is_left_to_do(built: Path) -> None:
     shown = json.loads(sh("dvc exp show --json", built).stdout)
     workspace = next(e for e in shown if e.get("rev") == "workspace")
     data = workspace["data"]
-    assert data["params"]["params.yaml"]["data"]["mix"]["token_budget"] == SMALL["mix"]["token_budget"]
+    assert data["params"]["params.yaml"]["data"]["mix"]["token_budgets"] == SMALL["mix"]["token_budgets"]
     metrics = data["metrics"]
-    assert "accuracy" in metrics["results/scores/demo/smt_rag.json"]["data"]
+    assert "accuracy" in metrics["results/scores/demo/1500/smt_rag.json"]["data"]
 
 
 KEYS = [
@@ -89,7 +96,7 @@ KEYS = [
     ("ingest.max_documents", 4),
     ("synth_qa.temperature", 0.9),
     ("synth_docs.temperature", 0.5),
-    ("mix.token_budget", 1400),
+    ("mix.qa_share", 0.6),
     ("train.learning_rate", 0.0002),
     ("rag.chunk_chars", 500),
     ("rag.top_k", 3),
@@ -123,6 +130,19 @@ def test_changing_one_key_rebuilds_exactly_its_closure(built: Path, key: str, va
     finally:
         set_key(built, key, old)
     assert snakemake_pending(built) == set(), "a reverted value must not leave Snakemake wanting to rerun"
+    assert dvc_status(built) == set()
+
+
+def test_adding_a_token_budget_builds_only_that_budgets_model_and_scores(built: Path) -> None:
+    sh("python -m smt record", built)
+    old = set_key(built, "mix.token_budgets", [*SMALL["mix"]["token_budgets"], 3000])
+    try:
+        new = {f"{s}@demo-3000" for s in ("mix", "train", "eval_smt_closed_book", "eval_smt_rag")} | {"report"}
+        assert snakemake_pending(built) == new
+        assert dvc_pending(built) == new
+    finally:
+        set_key(built, "mix.token_budgets", old)
+    assert snakemake_pending(built) == set()
     assert dvc_status(built) == set()
 
 

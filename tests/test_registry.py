@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -40,13 +41,14 @@ def test_every_params_key_is_read_by_some_stage() -> None:
         return out
 
     declared = {k for s in R.STAGES for axes in R.instances(s, PARAMS) for k in s.keys(axes)}
+    declared |= set(R.AXIS_VALUES_KEY.values())  # read as the stage instances themselves
     unused = [k for k in leaves(PARAMS) if not any(R.related_keys(k, d) for d in declared)]
     assert unused == [], f"params keys no stage declares (they could change nothing): {unused}"
 
 
 def test_downstream_closure_of_a_training_key() -> None:
     closure = R.downstream(PARAMS, R.readers_of_key(PARAMS, "train.learning_rate"))
-    assert closure == {"train@demo", "eval_smt_closed_book@demo", "eval_smt_rag@demo", "report"}
+    assert closure == {"train@demo-4000", "eval_smt_closed_book@demo-4000", "eval_smt_rag@demo-4000", "report"}
 
 
 def test_downstream_closure_of_a_generation_key() -> None:
@@ -54,10 +56,10 @@ def test_downstream_closure_of_a_generation_key() -> None:
     assert closure == {
         "synth_qa@demo",
         "synth_docs@demo",
-        "mix@demo",
-        "train@demo",
-        "eval_smt_closed_book@demo",
-        "eval_smt_rag@demo",
+        "mix@demo-4000",
+        "train@demo-4000",
+        "eval_smt_closed_book@demo-4000",
+        "eval_smt_rag@demo-4000",
         "report",
     }
 
@@ -78,12 +80,17 @@ def test_outputs_never_overlap() -> None:
 
 
 def test_same_command_for_both_schedulers() -> None:
-    st = R.stage("synth_qa")
+    st = R.stage("train")
     assert (
-        st.command("{wildcards.%s}").replace("{wildcards.benchmark}", "demo")
-        == st.command("${item}").replace("${item}", "demo")
-        == "python -m smt synth_qa --benchmark demo"
+        st.command({"benchmark": "{wildcards.benchmark}", "budget": "{wildcards.budget}"}).format(
+            wildcards=type("W", (), {"benchmark": "demo", "budget": "4000"})
+        )
+        == st.command({"benchmark": "demo", "budget": "4000"})
+        == "python -m smt train --benchmark demo --budget 4000"
     )
+    for line in (ROOT / "dvc.yaml").read_text().splitlines():
+        if "python -m smt train" in line:
+            assert line.strip() == "cmd: python -m smt train --benchmark ${item.benchmark} --budget ${item.budget}"
 
 
 def test_every_stage_has_one_rule_with_log_and_benchmark_where_heavy() -> None:
@@ -92,3 +99,24 @@ def test_every_stage_has_one_rule_with_log_and_benchmark_where_heavy() -> None:
         assert rules.count(f"rule {st.name}:") == 1, f"stage {st.name} needs exactly one rule in rules/*.smk"
         assert f'W.log("{st.name}")' in rules and f'W.command("{st.name}")' in rules
         assert (f'W.benchmark("{st.name}")' in rules) == st.heavy, f"{st.name}: benchmark directive vs heavy flag"
+
+
+def test_a_benchmarks_options_are_read_by_its_own_ingest_only() -> None:
+    params = copy.deepcopy(PARAMS)
+    params["benchmarks"]["quality"] = {"source": "q", "format": "leval", "split": "all", "include_leval_added": False}
+    P.validate(params)
+    assert R.readers_of_key(params, "benchmarks.quality.split") == {"ingest@quality"}
+    assert R.readers_of_key(params, "benchmarks.demo") == {"ingest@demo"}
+    assert R.readers_of_file(params, "smt/benchmarks/loaders/quality.py") == {"ingest@quality"}
+
+
+def test_budgets_fan_out_a_matrix_of_mix_train_and_smt_scores() -> None:
+    params = copy.deepcopy(PARAMS)
+    params["mix"]["token_budgets"] = [1000, 2000]
+    ids = {R.instance_id(st, ax) for st in R.STAGES for ax in R.instances(st, params)}
+    for stage in ("mix", "train", "eval_smt_closed_book", "eval_smt_rag"):
+        assert {f"{stage}@demo-1000", f"{stage}@demo-2000"} <= ids
+    assert "eval_rag_base@demo" in ids and not any(i.startswith("eval_rag_base@demo-") for i in ids)
+    assert R.downstream(params, {"mix@demo-2000"}) == {
+        "mix@demo-2000", "train@demo-2000", "eval_smt_closed_book@demo-2000", "eval_smt_rag@demo-2000", "report",
+    }  # fmt: skip

@@ -25,14 +25,14 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_stamp_rewritten_only_for_its_keys(in_tmp: Path) -> None:
     params = P.load(ROOT / "params.yaml")
     qa, train = R.stage("synth_qa"), R.stage("train")
-    axes = {"benchmark": "demo"}
-    qa_stamp, train_stamp = stamps.refresh(qa, axes, params), stamps.refresh(train, axes, params)
+    axes = {"benchmark": "demo", "budget": "4000"}
+    qa_stamp, train_stamp = stamps.refresh(qa, {"benchmark": "demo"}, params), stamps.refresh(train, axes, params)
     old = time.time() - 100
     for p in (qa_stamp, train_stamp):
         os.utime(p, (old, old))
     changed = copy.deepcopy(params)
     changed["train"]["learning_rate"] = 0.5
-    stamps.refresh(qa, axes, changed)
+    stamps.refresh(qa, {"benchmark": "demo"}, changed)
     stamps.refresh(train, axes, changed)
     assert qa_stamp.stat().st_mtime == old
     assert train_stamp.stat().st_mtime > old
@@ -41,12 +41,12 @@ def test_stamp_rewritten_only_for_its_keys(in_tmp: Path) -> None:
 
 def test_reverted_value_gets_the_build_time_back(in_tmp: Path) -> None:
     params = P.load(ROOT / "params.yaml")
-    st, axes = R.stage("mix"), {"benchmark": "demo"}
+    st, axes = R.stage("mix"), {"benchmark": "demo", "budget": "4000"}
     stamp = stamps.refresh(st, axes, params)
     built_at = time.time() - 100
     stamps.mark_built(st, axes, built_at)
     changed = copy.deepcopy(params)
-    changed["mix"]["token_budget"] = 7
+    changed["mix"]["qa_share"] = 0.7
     stamps.refresh(st, axes, changed)
     assert stamp.stat().st_mtime > built_at
     stamps.refresh(st, axes, params)

@@ -148,6 +148,7 @@ def score_summary(ctx: StageContext, records: list[dict[str, Any]], model_path: 
         "n": len(records),
         "condition": condition(ctx),
         "benchmark": ctx.benchmark,
+        "budget": ctx.budget if "budget" in ctx.axes else None,
         "scorer": ctx.p("eval.scorer"),
         "model": {"path": model_path, "id": model_id(model_path)},
         "params_fingerprint": ctx.fingerprint,

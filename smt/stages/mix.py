@@ -60,7 +60,7 @@ def run(ctx: StageContext) -> None:
     for items in streams.values():
         for item in items:
             item["tokens"] = len(tokenizer(item["text"], add_special_tokens=False).input_ids)
-    budget, qa_share, replay = ctx.p("mix.token_budget"), ctx.p("mix.qa_share"), ctx.p("mix.replay_fraction")
+    budget, qa_share, replay = ctx.budget, ctx.p("mix.qa_share"), ctx.p("mix.replay_fraction")
     targets = {
         "qa": round(budget * qa_share),
         "docs": budget - round(budget * qa_share),
