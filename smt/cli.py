@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from smt import gpus, stamps
 from smt import params as P
 from smt import registry as R
-from smt import stamps
 from smt.context import StageContext
 
 # stage name -> module under smt.stages providing `run(ctx)`
@@ -50,6 +50,10 @@ def run_stage(name: str, axes: dict[str, str], params_path: str = "params.yaml")
         allowed = R.axis_values(params, axis)
         if axes.get(axis) not in allowed:
             raise SystemExit(f"smt {name}: --{axis} {axes.get(axis)!r} is not in params.yaml; allowed: {allowed}")
+    try:  # under Snakemake: this job's own GPUs (CUDA_VISIBLE_DEVICES), before torch loads
+        devices = gpus.assign(f"smt {name}")
+    except gpus.GpuError as exc:
+        raise SystemExit(f"smt {name}: {exc}") from None
     started = time.time()
     stamps.refresh(st, axes, params)
     ctx = StageContext(
@@ -61,6 +65,7 @@ def run_stage(name: str, axes: dict[str, str], params_path: str = "params.yaml")
         log=_logger(R.log_path(st, axes)),
     )
     ctx.log.info("stage %s %s (params %s)", name, axes, ctx.fingerprint)
+    ctx.log.info("%s", devices.describe())
     module = importlib.import_module(f"smt.stages.{IMPLEMENTATIONS[name]}")
     module.run(ctx)
     missing = [p for p in ctx.outputs.values() if not Path(p).exists()]

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from smt import gpus, stamps
 from smt import params as P
 from smt import registry as R
-from smt import stamps
 
 CONDITIONS = R.CONDITIONS
 AXIS_PATTERNS = R.AXIS_PATTERNS
@@ -112,8 +112,10 @@ def threads(name: str) -> int:
 
 
 def command(name: str) -> str:
+    """The stage's command, told how many GPUs this job holds (its `gpu` resource, which profiles set), so
+    that concurrent jobs claim distinct devices (smt.gpus)."""
     st = R.stage(name)
-    return st.command({a: f"{{wildcards.{a}}}" for a in st.axes})
+    return f"{gpus.REQUEST_VAR}={{resources.gpu}} " + st.command({a: f"{{wildcards.{a}}}" for a in st.axes})
 
 
 def conda_env(name: str) -> str:
