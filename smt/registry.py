@@ -217,7 +217,7 @@ STAGES: tuple[Stage, ...] = (
         name="train",
         doc="Continued training of the student on the mix with TRL SFTTrainer.",
         axes=("benchmark", "budget"),
-        inputs={"model": BASE_MODEL, "train": MIX},
+        inputs={"model": BASE_MODEL, "train": MIX, "mix_report": "results/mix/{benchmark}/{budget}/mix_report.json"},
         outputs={
             "model": _out(SMT_MODEL, directory=True),
             "loss": _out("results/train/{benchmark}/{budget}/loss.csv", kind="plot", plot_xy=("step", "loss")),
@@ -229,6 +229,7 @@ STAGES: tuple[Stage, ...] = (
                 f"train.{k}"
                 for k in (
                     "mode",
+                    "loss",
                     "epochs",
                     "max_steps",
                     "effective_batch_size",
@@ -243,6 +244,9 @@ STAGES: tuple[Stage, ...] = (
                     "packing",
                     "lora_r",
                     "lora_alpha",
+                    "precision",
+                    "gradient_checkpointing",
+                    "save_steps",
                 )
             ),
         ),
