@@ -1,4 +1,5 @@
-# Retrieval index over the benchmark documents: BM25 (rank-bm25) and dense (faiss).
+# Retrieval: the index over the benchmark documents (BM25 with rank-bm25, dense with faiss), then the chunks
+# retrieved (and optionally reranked) for every question, shared by both RAG conditions.
 
 
 rule rag_index:
@@ -19,3 +20,23 @@ rule rag_index:
         W.conda_env("rag_index")
     shell:
         W.command("rag_index")
+
+
+rule retrieve:
+    input:
+        **W.inputs("retrieve", PARAMS),
+    output:
+        **W.outputs("retrieve"),
+    params:
+        fingerprint=W.fingerprint("retrieve", PARAMS),
+    log:
+        W.log("retrieve"),
+    benchmark:
+        W.benchmark("retrieve")
+    threads: W.threads("retrieve")
+    resources:
+        **W.resources("retrieve"),
+    conda:
+        W.conda_env("retrieve")
+    shell:
+        W.command("retrieve")

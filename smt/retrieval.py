@@ -94,15 +94,49 @@ def split_text(text: str, chunk_chars: int, overlap: int) -> list[tuple[int, int
     return spans
 
 
-def chunk_documents(docs: Iterable[dict[str, Any]], chunk_chars: int, overlap: int) -> list[Chunk]:
-    """Chunks of every document (needs doc_id, title, text), numbered `<doc_id>#<n>` from 0."""
+def token_spans(text: str, tokenizer: Any, size: int, overlap: int) -> list[tuple[int, int]]:
+    """Character spans of windows of `size` tokens of the embedding model, `overlap` tokens shared."""
+    if size <= 0 or not 0 <= overlap < size:
+        raise ValueError(f"need 0 <= chunk_overlap < chunk_size, got overlap {overlap}, chunk_size {size}")
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
+    spans: list[tuple[int, int]] = []
+    for start in range(0, len(offsets), size - overlap):
+        window = offsets[start : start + size]
+        spans.append((window[0][0], window[-1][1]))
+        if start + size >= len(offsets):
+            break
+    return spans
+
+
+def chunk_header(doc: dict[str, Any]) -> str:
+    """The document's metadata a chunk carries so it is understandable, and findable, on its own."""
+    parts = [doc.get("title") or doc["doc_id"]]
+    if doc.get("author"):
+        parts.append(f"by {doc['author']}")
+    if doc.get("year"):
+        parts.append(f"({doc['year']})")
+    return " ".join(parts)
+
+
+def chunk_documents(
+    docs: Iterable[dict[str, Any]],
+    size: int,
+    overlap: int,
+    unit: str = "chars",
+    prepend_metadata: bool = True,
+    tokenizer: Any = None,
+) -> list[Chunk]:
+    """Chunks of every document, numbered `<doc_id>#<n>` from 0, `size` characters or embedding-model tokens."""
     chunks = []
     for doc in docs:
-        for n, (start, end) in enumerate(split_text(doc["text"], chunk_chars, overlap)):
+        if unit == "tokens":
+            spans = token_spans(doc["text"], tokenizer, size, overlap)
+        else:
+            spans = split_text(doc["text"], size, overlap)
+        for n, (start, end) in enumerate(spans):
             body = doc["text"][start:end].strip()
-            chunks.append(
-                Chunk(f"{doc['doc_id']}#{n}", doc["doc_id"], doc["title"], f"{doc['title']}\n{body}", start, end)
-            )
+            text = f"{chunk_header(doc)}\n{body}" if prepend_metadata else body
+            chunks.append(Chunk(f"{doc['doc_id']}#{n}", doc["doc_id"], doc.get("title") or "", text, start, end))
     return chunks
 
 
@@ -119,6 +153,13 @@ def embedding_model_path(name: str) -> Path:
     if name not in EMBEDDING_MODELS:
         raise ValueError(f"unknown embedding model '{name}'; known: {sorted(EMBEDDING_MODELS)}")
     return Path(importlib.import_module(EMBEDDING_MODELS[name]).get_model_path())
+
+
+def load_tokenizer(name: str) -> Any:
+    """The embedding model's tokenizer (token chunks must fit the model's input length)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(embedding_model_path(name)), local_files_only=True)
 
 
 def load_embedder(name: str) -> Any:
@@ -141,6 +182,40 @@ def embed(model: Any, texts: Sequence[str], progress: bool = False) -> np.ndarra
     if len(vectors):
         faiss.normalize_L2(vectors)
     return vectors
+
+
+class SparseBM25:
+    """rank-bm25's BM25Okapi scores as one sparse matrix-vector product.
+
+    BM25Okapi.get_scores walks every document in Python for every query term, which dominates query time on
+    large corpora (bench/retrieval.py). Here each (document, term) weight is computed once, with the same
+    expression and idf floor, and a query adds the weights of its terms in the same order: scores are bitwise
+    equal to rank-bm25's, so rankings (ties included) are identical.
+    """
+
+    def __init__(self, okapi: BM25Okapi) -> None:
+        from scipy import sparse
+
+        self.vocab = {term: i for i, term in enumerate(okapi.idf)}
+        doc_len = np.array(okapi.doc_len)
+        norm = okapi.k1 * (1 - okapi.b + okapi.b * doc_len / okapi.avgdl)
+        rows, cols, vals = [], [], []
+        for d, freqs in enumerate(okapi.doc_freqs):
+            for term, tf in freqs.items():
+                rows.append(d)
+                cols.append(self.vocab[term])
+                vals.append((okapi.idf.get(term) or 0) * (tf * (okapi.k1 + 1) / (tf + norm[d])))
+        self.matrix = sparse.csc_matrix((vals, (rows, cols)), shape=(len(doc_len), len(self.vocab)))
+
+    def get_scores(self, query: Sequence[str]) -> np.ndarray:
+        scores = np.zeros(self.matrix.shape[0])
+        indptr, indices, data = self.matrix.indptr, self.matrix.indices, self.matrix.data
+        for term in query:
+            column = self.vocab.get(term)
+            if column is not None:
+                lo, hi = indptr[column], indptr[column + 1]
+                scores[indices[lo:hi]] += data[lo:hi]
+        return scores
 
 
 # ---------------------------------------------------------------------------------------------- build
@@ -190,7 +265,8 @@ class Retriever:
     def __init__(self, chunks: pl.DataFrame, bm25: BM25Okapi, dense: Any, info: dict[str, Any]) -> None:
         self.chunk_ids: list[str] = chunks["chunk_id"].to_list()
         self.texts: list[str] = chunks["text"].to_list()
-        self.bm25 = bm25
+        self.rows: dict[str, dict[str, Any]] = {row["chunk_id"]: row for row in chunks.iter_rows(named=True)}
+        self.bm25 = SparseBM25(bm25)
         self.dense = dense
         self.info = info
         self._embedder: Any = None

@@ -15,51 +15,17 @@ import torch
 
 CONTEXT_HEADER = "Use the following excerpts:\n"
 ANSWER_REQUEST = "Answer with the correct answer only."
-# Leading words lowercased when the question follows "In the context of ..., "; others may be proper nouns.
-_LOWERCASE_LEADS = {
-    "what",
-    "which",
-    "who",
-    "whom",
-    "whose",
-    "when",
-    "where",
-    "why",
-    "how",
-    "in",
-    "on",
-    "at",
-    "during",
-    "after",
-    "before",
-    "according",
-    "for",
-    "from",
-    "by",
-    "to",
-    "of",
-    "is",
-    "are",
-    "was",
-    "were",
-    "did",
-    "does",
-    "do",
-    "the",
-    "a",
-    "an",
-    "approximately",
-    "roughly",
-    "about",
-}
-
-
 @dataclass(frozen=True)
 class Scored:
-    """Per-option mean log-probabilities and the index of the best option."""
+    """Per-option mean log-probabilities and the index of the best option (the first of tied maxima)."""
 
     scores: list[float]
     best: int
+
+    @property
+    def tie(self) -> bool:
+        """Several options share the best score: the first wins, and the record says so."""
+        return sum(v == self.scores[self.best] for v in self.scores) > 1
 
 
 @dataclass(frozen=True)
@@ -73,47 +39,19 @@ class _Encoded:
 # ---------------------------------------------------------------------------------------------- prompts
 
 
-def _lead_lower(question: str) -> str:
-    first = question.split(maxsplit=1)[0] if question.strip() else ""
-    return question[0].lower() + question[1:] if first.lower() in _LOWERCASE_LEADS else question
-
-
-def frame(title: str | None, author: str | None, year: int | str | None) -> str:
-    """EntiGraph's bibliographic frame, 'In the context of "<title>", written by <author> in <year>,', with the
-    parts a benchmark does not give left out."""
-    if not title:
-        return ""
-    return (
-        f'In the context of "{title}"'
-        + (f", written by {author}" if author else "")
-        + (f" in {year}" if year else "")
-        + ", "
-    )
-
-
-def user_message(
-    question: str, title: str | None, author: str | None, year: int | str | None, context: Sequence[str] = ()
-) -> str:
-    """The question with its document's bibliographic frame, after any retrieved excerpts."""
+def user_message(framed_question: str, context: Sequence[str] = ()) -> str:
+    """The (framed) question after any retrieved excerpts, asking for the answer only."""
     excerpts = CONTEXT_HEADER + "\n\n".join(context) + "\n\n" if context else ""
-    framed = frame(title, author, year)
-    return f"{excerpts}{framed}{_lead_lower(question) if framed else question}\n{ANSWER_REQUEST}"
+    return f"{excerpts}{framed_question}\n{ANSWER_REQUEST}"
 
 
 def has_chat_template(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
-def build_prompt(
-    tokenizer: Any,
-    question: str,
-    title: str | None,
-    author: str | None,
-    year: int | str | None,
-    context: Sequence[str] = (),
-) -> str:
+def build_prompt(tokenizer: Any, framed_question: str, context: Sequence[str] = ()) -> str:
     """The text that the answer continues: the chat template's assistant turn, or a plain Q/A layout."""
-    message = user_message(question, title, author, year, context)
+    message = user_message(framed_question, context)
     if has_chat_template(tokenizer):
         return tokenizer.apply_chat_template(
             [{"role": "user", "content": message}], add_generation_prompt=True, tokenize=False

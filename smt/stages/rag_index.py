@@ -1,4 +1,4 @@
-"""Build a benchmark's retrieval index (BM25 + dense) once, for every RAG evaluation to query."""
+"""Build a benchmark's retrieval index (BM25 + dense) once, for every retrieval to query."""
 
 from __future__ import annotations
 
@@ -13,14 +13,19 @@ from smt.context import StageContext
 def run(ctx: StageContext) -> None:
     started = time.time()
     docs = pl.read_parquet(ctx.input("documents")).sort("doc_id").to_dicts()
-    chunks = retrieval.chunk_documents(docs, ctx.p("rag.chunk_chars"), ctx.p("rag.chunk_overlap"))
-    ctx.log.info("%d documents -> %d chunks", len(docs), len(chunks))
+    unit, model = ctx.p("rag.chunk_unit"), ctx.p("rag.embedding_model")
+    chunks = retrieval.chunk_documents(
+        docs,
+        ctx.p("rag.chunk_size"),
+        ctx.p("rag.chunk_overlap"),
+        unit=unit,
+        prepend_metadata=ctx.p("rag.prepend_metadata"),
+        tokenizer=retrieval.load_tokenizer(model) if unit == "tokens" else None,
+    )
+    ctx.log.info("%d documents -> %d chunks of up to %d %s", len(docs), len(chunks), ctx.p("rag.chunk_size"), unit)
     with io.atomic_dir(ctx.outputs["index"]) as tmp:
         info = retrieval.build_index(
-            chunks,
-            ctx.p("rag.embedding_model"),
-            tmp,
-            extra={"benchmark": ctx.benchmark, "provenance": ctx.provenance()},
+            chunks, model, tmp, extra={"benchmark": ctx.benchmark, "provenance": ctx.provenance()}
         )
     ctx.log.info(
         "index: %d chunks, dim %d, built in %.1fs", info["chunks"], info["embedding_dim"], time.time() - started

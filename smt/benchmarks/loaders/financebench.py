@@ -103,7 +103,6 @@ def filing_document(name: str, meta: dict[str, Any], pages: list[str]) -> dict[s
         name,
         PAGE_SEPARATOR.join(pages),
         title=f"{meta['company']} {meta['doc_period']} {kind}",
-        author=meta["company"],
         year=meta["doc_period"],
         origin=meta.get("doc_link"),
         segments=segments,
