@@ -21,6 +21,8 @@ IMPLEMENTATIONS = {
     "ingest": "ingest",
     "synth_qa": "synth_qa",
     "synth_docs": "synth_docs",
+    "synth_contamination": "synth_contamination",
+    "synth_audit": "synth_audit",
     "mix": "mix",
     "train": "train",
     "rag_index": "rag_index",
@@ -42,8 +44,9 @@ def _logger(path: str) -> logging.Logger:
     return log
 
 
-def run_stage(name: str, axes: dict[str, str], params_path: str = "params.yaml") -> None:
-    """Run one stage instance: refresh its params stamp, compute, then mark the stamp as built."""
+def run_stage(name: str, axes: dict[str, str], params_path: str = "params.yaml", shard: int | None = None) -> None:
+    """Run one stage instance: refresh its params stamp, compute, then mark the stamp as built. With `shard`,
+    compute only that shard of a sharded stage (its outputs are the shard's; the stamp is marked by the merge)."""
     params = P.load(params_path)
     st = R.stage(name)
     for axis in st.axes:
@@ -62,15 +65,20 @@ def run_stage(name: str, axes: dict[str, str], params_path: str = "params.yaml")
         params=params,
         inputs=R.stage_inputs(st, axes, params),
         outputs=R.stage_outputs(st, axes, params),
-        log=_logger(R.log_path(st, axes)),
+        log=_logger(R.log_path(st, axes) if shard is None else R.shard_log_path(st, axes, shard)),
+        shard=shard,
     )
     ctx.log.info("stage %s %s (params %s)", name, axes, ctx.fingerprint)
     ctx.log.info("%s", devices.describe())
     module = importlib.import_module(f"smt.stages.{IMPLEMENTATIONS[name]}")
     module.run(ctx)
-    missing = [p for p in ctx.outputs.values() if not Path(p).exists()]
+    expected = ctx.outputs if shard is None else R.shard_outputs(st, axes, shard)
+    missing = [p for p in expected.values() if not Path(p).exists()]
     if missing:
         raise RuntimeError(f"stage {name} finished without writing {missing}")
+    if shard is not None:
+        ctx.log.info("stage %s %s shard %d done in %.1fs", name, axes, shard, time.time() - started)
+        return
     stamps.mark_built(st, axes, started)
     ctx.log.info("stage %s done in %.1fs", name, time.time() - started)
 
@@ -86,6 +94,14 @@ def _tool_commands(sub: Any) -> None:
     dl.add_argument("--dest", help="target folder (default: data/raw/<benchmark>)")
     dl.add_argument("--all-documents", action="store_true", help="FinanceBench: every filing, not only those asked")
     dl.add_argument("--base-url", help=argparse.SUPPRESS)  # a mirror of the files (file:// in tests)
+    srv = sub.add_parser("serve", help="an OpenAI-compatible endpoint around the transformers backend")
+    srv.add_argument("--model", default=R.BASE_MODEL, help="a Hugging Face model folder")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    srv.add_argument("--batch-size", type=int, default=8, help="requests generated together at most")
+    srv.add_argument("--api-key-env", help="require `Authorization: Bearer $NAME` (the variable's name, not the key)")
+    srv.add_argument("--served-model-name", help="the model name clients send (default: the model's id)")
     closure = sub.add_parser("affected", help="stage instances a params key or source file change reruns")
     closure.add_argument("what", nargs="+", help="dotted params keys or source file paths")
 
@@ -98,12 +114,14 @@ def main(argv: list[str] | None = None) -> int:
         sp = sub.add_parser(st.name, help=st.doc)
         for axis in st.axes:
             sp.add_argument(f"--{axis}", required=True)
+        if st.shards:
+            sp.add_argument("--shard", type=int, help=f"compute only this shard (0 .. {R.SHARDS_KEY} - 1)")
     _tool_commands(sub)
     args = parser.parse_args(argv)
     try:
         if args.command in R.BY_NAME:
             st = R.stage(args.command)
-            run_stage(args.command, {a: getattr(args, a) for a in st.axes}, args.params)
+            run_stage(args.command, {a: getattr(args, a) for a in st.axes}, args.params, getattr(args, "shard", None))
             return 0
         from smt import tools
 

@@ -19,6 +19,7 @@ class StageContext:
     inputs: dict[str, list[str]]
     outputs: dict[str, str]
     log: logging.Logger
+    shard: int | None = None  # a sharded stage run for one shard only (Snakemake's `<stage>_shard` rule)
 
     @property
     def benchmark(self) -> str:

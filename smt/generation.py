@@ -2,15 +2,18 @@
 
 Each request carries its own seed (derived from the run seed, document id, generator and index), and
 sampling draws from a per-item random generator, so what an item gets does not depend on which batch or
-shard it lands in. The transformers backend runs on CPU or GPU; vLLM and HTTP backends plug in here.
+shard it lands in. Three backends implement `Backend`: transformers (here; CPU or GPU), vLLM offline
+(smt/backends/vllm.py) and an OpenAI-compatible HTTP endpoint (smt/backends/http.py); `make_backend` picks one
+from `generation.backend`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from tqdm import tqdm
@@ -39,15 +42,34 @@ class Request:
     messages: list[dict[str, str]]
     seed: int
     prefill: str = ""  # text the assistant turn starts with (steers the output format)
+    json_schema: dict[str, Any] | None = None  # the output must be a JSON value of this schema
+
+    def digest(self, sampling: Sampling) -> str:
+        """What determines the completion (besides the model): a resumed run reuses a completion only if equal."""
+        blob = json.dumps(
+            [self.messages, self.prefill, self.seed, self.json_schema, sampling.as_dict()], sort_keys=True
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def json_prefill(schema: dict[str, Any]) -> str:
+    """For a backend without constrained decoding: start the answer as the schema's object must start (its first
+    property), which steers a small model into JSON. Backends with structured outputs enforce the whole schema."""
+    if schema.get("type") != "object" or not schema.get("properties"):
+        return ""
+    name, spec = next(iter(schema["properties"].items()))
+    opening = {"string": '"', "array": "[", "object": "{"}.get(spec.get("type", ""), "")
+    return "{" + json.dumps(name) + ": " + opening
 
 
 @dataclass
 class Completion:
     key: str
     text: str
-    finish_reason: str  # stop | length
+    finish_reason: str  # stop | length | error
     prompt_tokens: int
     completion_tokens: int
+    error: str = ""  # why an endpoint refused this one request (the item is then rejected, not the run)
 
 
 @dataclass
@@ -66,7 +88,22 @@ class Stats:
             "completion_tokens": self.completion_tokens,
             "seconds": round(self.seconds, 2),
             "completion_tokens_per_s": round(rate, 2),
+            **self.extra,
         }
+
+
+class Backend(Protocol):
+    """What the synthetic-data stages need from a generator: completions for requests, and what it is."""
+
+    name: str
+    stats: Stats
+    batch_size: int  # requests per call; a shard saves its completions after each call
+
+    def generate(
+        self, requests: list[Request], sampling: Sampling, desc: str = "generate", progress: bool = True
+    ) -> list[Completion]: ...
+
+    def describe(self) -> dict[str, Any]: ...
 
 
 def _filter_top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -104,9 +141,28 @@ class TransformersBackend:
                 ids.add(tid)
         return {i for i in ids if i is not None}
 
+    def describe(self) -> dict[str, Any]:
+        import transformers
+
+        return {
+            "name": self.name,
+            "version": transformers.__version__,
+            "torch": torch.__version__,
+            "device": self.device,
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "structured_outputs": "json prefill (no constrained decoding)",
+        }
+
+    @staticmethod
+    def prefill(request: Request) -> str:
+        """The text the answer starts with: the request's own, else the JSON opening its schema implies."""
+        if request.prefill or not request.json_schema:
+            return request.prefill
+        return json_prefill(request.json_schema)
+
     def prompt_text(self, request: Request) -> str:
         text = self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
-        return text + request.prefill
+        return text + self.prefill(request)
 
     @torch.inference_mode()
     def _prefill(self, prompts: list[str]) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
@@ -168,18 +224,20 @@ class TransformersBackend:
             positions = positions + 1
         return [(t, "stop" if f else "length", n) for t, f, n in zip(tokens, finished, prompt_lengths, strict=True)]
 
-    def generate(self, requests: list[Request], sampling: Sampling, desc: str = "generate") -> list[Completion]:
+    def generate(
+        self, requests: list[Request], sampling: Sampling, desc: str = "generate", progress: bool = True
+    ) -> list[Completion]:
         """Complete every request; batches are sorted by prompt length to waste little padding."""
         prompts = {r.key: self.prompt_text(r) for r in requests}
         order = sorted(requests, key=lambda r: (len(prompts[r.key]), prompts[r.key]))
         results: dict[str, Completion] = {}
-        bar = tqdm(total=len(requests), desc=desc, unit="item", dynamic_ncols=True)
+        bar = tqdm(total=len(requests), desc=desc, unit="item", dynamic_ncols=True, disable=not progress)
         started = time.perf_counter()
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             sampled = self._sample([prompts[r.key] for r in batch], [r.seed for r in batch], sampling)
             for request, (ids, reason, n_prompt) in zip(batch, sampled, strict=False):
-                text = request.prefill + self.tokenizer.decode(ids, skip_special_tokens=True)
+                text = self.prefill(request) + self.tokenizer.decode(ids, skip_special_tokens=True)
                 results[request.key] = Completion(request.key, text, reason, n_prompt, len(ids))
                 self.stats.prompt_tokens += n_prompt
                 self.stats.completion_tokens += len(ids)
@@ -191,7 +249,31 @@ class TransformersBackend:
         return [results[r.key] for r in requests]
 
 
-def backend_from_params(name: str, model_path: str, dtype: str, batch_size: int) -> TransformersBackend:
-    if name == "transformers":
-        return TransformersBackend(model_path, dtype=dtype, batch_size=batch_size)
-    raise ValueError(f"generation.backend = {name!r} is not available; allowed: ['transformers']")
+BACKENDS = ("transformers", "vllm", "http")
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """`generation.*` from params.yaml, plus the model folder the local backends load."""
+
+    backend: str
+    model_path: str
+    dtype: str = "bfloat16"
+    batch_size: int = 8
+    vllm: dict[str, Any] = field(default_factory=dict)
+    http: dict[str, Any] = field(default_factory=dict)
+
+
+def make_backend(settings: BackendSettings) -> Backend:
+    """The backend `generation.backend` names (vLLM and HTTP are imported only when chosen)."""
+    if settings.backend == "transformers":
+        return TransformersBackend(settings.model_path, dtype=settings.dtype, batch_size=settings.batch_size)
+    if settings.backend == "vllm":
+        from smt.backends.vllm import VLLMBackend
+
+        return VLLMBackend(settings.model_path, dtype=settings.dtype, **settings.vllm)
+    if settings.backend == "http":
+        from smt.backends.http import HTTPBackend
+
+        return HTTPBackend(**settings.http)
+    raise ValueError(f"generation.backend = {settings.backend!r} is not available; allowed: {list(BACKENDS)}")

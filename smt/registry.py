@@ -17,8 +17,8 @@ from smt import params as P
 
 CONDITIONS = ("closed_book_base", "rag_base", "smt_closed_book", "smt_rag")
 # Each axis fans stages out over the values of a params key: the benchmarks mapping's names, the token budgets.
-AXIS_VALUES_KEY = {"benchmark": "benchmarks", "budget": "mix.token_budgets"}
-AXIS_PATTERNS = {"benchmark": "[A-Za-z0-9_]+", "budget": "[0-9]+"}
+AXIS_VALUES_KEY = {"benchmark": "benchmarks", "budget": "mix.token_budgets", "generator": "synth_docs.generators"}
+AXIS_PATTERNS = {"benchmark": "[A-Za-z0-9_]+", "budget": "[0-9]+", "generator": "[a-z_]+"}
 BASE_MODEL = "results/models/base"
 MIX = "results/mix/{benchmark}/{budget}/train.jsonl"
 SMT_MODEL = "results/models/smt/{benchmark}/{budget}"
@@ -28,7 +28,29 @@ INDEX = "results/index/{benchmark}"
 SCORE = "results/scores/{benchmark}/{condition}.json"
 SMT_SCORE = "results/scores/{benchmark}/{budget}/{condition}.json"
 
-GENERATION_KEYS = ("generation.backend", "generation.batch_size", "generation.dtype")
+GENERATION_KEYS = (
+    "generation.backend",
+    "generation.batch_size",
+    "generation.dtype",
+    "generation.shards",
+    "generation.vllm",
+    "generation.http",
+)
+# Generation stages split their documents into this many shards (Snakemake runs one job per shard; see
+# Stage.shards and smt/shards.py). Outputs do not depend on it.
+SHARDS_KEY = "generation.shards"
+QA = "results/synth/{benchmark}/qa.jsonl"
+DOCS = "results/synth/{benchmark}/docs/{generator}.jsonl"
+CONTAMINATION = "results/synth/{benchmark}/contamination.json"
+GENERATION_CODE = (
+    "smt/generation.py",
+    "smt/backends/__init__.py",
+    "smt/backends/vllm.py",
+    "smt/backends/http.py",
+    "smt/synth.py",
+    "smt/shards.py",
+    "smt/prompts/__init__.py",
+)
 EVAL_KEYS = ("eval.scorer", "eval.max_questions", "eval.batch_size")
 RAG_QUERY_KEYS = ("rag.retriever", "rag.top_k", "rag.embedding_model")
 
@@ -57,6 +79,10 @@ class Stage:
     threads: int = 1
     heavy: bool = False  # its Snakemake rule records a `benchmark:` file (time, memory)
     env: str = "core"
+    # Snakemake-only outputs of one shard (`{shard}` in the path), for stages that generate in shards: rule
+    # `<name>_shard` makes them and the stage's own rule reads them (DVC runs the stage command, which runs
+    # the shards itself).
+    shards: dict[str, Output] = field(default_factory=dict)
 
     def keys(self, axes: dict[str, str]) -> tuple[str, ...]:
         """The params keys one instance reads: `{axis}` placeholders (e.g. `benchmarks.{benchmark}`) filled in."""
@@ -147,8 +173,12 @@ STAGES: tuple[Stage, ...] = (
         axes=("benchmark",),
         inputs={"model": BASE_MODEL, "documents": DOCUMENTS},
         outputs={
-            "qa": _out("results/synth/{benchmark}/qa.jsonl"),
+            "qa": _out(QA),
             "manifest": _out("results/synth/{benchmark}/qa.manifest.json", kind="meta"),
+        },
+        shards={
+            "records": _out("results/synth/{benchmark}/shards/qa/{shard}.jsonl"),
+            "manifest": _out("results/synth/{benchmark}/shards/qa/{shard}.manifest.json"),
         },
         params=(
             "seed",
@@ -158,7 +188,7 @@ STAGES: tuple[Stage, ...] = (
             "synth_qa.top_p",
             "synth_qa.max_new_tokens",
         ),
-        code=("smt/stages/synth_qa.py", "smt/generation.py", "smt/prompts/synth_qa.txt"),
+        code=("smt/stages/synth_qa.py", *GENERATION_CODE, "smt/prompts/synth_qa.txt"),
         resources={"mem_mb": 4000, "runtime": 120, "gpu": 0},
         threads=2,
         heavy=True,
@@ -166,29 +196,34 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="synth_docs",
-        doc="Generate synthetic documents: Active Reading rewrites and Focal Rewrites.",
-        axes=("benchmark",),
-        inputs={"model": BASE_MODEL, "documents": DOCUMENTS, "qa": "results/synth/{benchmark}/qa.jsonl"},
+        doc="Generate synthetic documents with one generator (Active Reading, Focal Rewriting, WRAP, EntiGraph).",
+        axes=("benchmark", "generator"),
+        # Every generator reads the QA stream (Focal Rewriting needs its questions): one declaration for all.
+        inputs={"model": BASE_MODEL, "documents": DOCUMENTS, "qa": QA},
         outputs={
-            "docs": _out("results/synth/{benchmark}/docs.jsonl"),
-            "manifest": _out("results/synth/{benchmark}/docs.manifest.json", kind="meta"),
+            "docs": _out(DOCS),
+            "manifest": _out("results/synth/{benchmark}/docs/{generator}.manifest.json", kind="meta"),
+        },
+        shards={
+            "records": _out("results/synth/{benchmark}/shards/docs/{generator}/{shard}.jsonl"),
+            "manifest": _out("results/synth/{benchmark}/shards/docs/{generator}/{shard}.manifest.json"),
         },
         params=(
             "seed",
             *GENERATION_KEYS,
-            "synth_docs.strategies_max_new_tokens",
-            "synth_docs.active_reading_per_document",
-            "synth_docs.focal_per_document",
             "synth_docs.temperature",
             "synth_docs.top_p",
             "synth_docs.max_new_tokens",
+            "synth_docs.generators.{generator}",
         ),
         code=(
             "smt/stages/synth_docs.py",
-            "smt/generation.py",
+            *GENERATION_CODE,
+            "smt/generators/__init__.py",
+            "smt/generators/strategies.py",
+            "smt/generators/{generator}.py",
             "smt/prompts/active_reading_strategies.txt",
-            "smt/prompts/active_reading_apply.txt",
-            "smt/prompts/focal_rewrite.txt",
+            "smt/prompts/{generator}.txt",
         ),
         resources={"mem_mb": 4000, "runtime": 240, "gpu": 0},
         threads=2,
@@ -196,21 +231,51 @@ STAGES: tuple[Stage, ...] = (
         env="generate",
     ),
     Stage(
+        name="synth_contamination",
+        doc="Check synthetic texts for n-gram overlap with the benchmark's questions and options; fail above a limit.",
+        axes=("benchmark",),
+        inputs={"qa": QA, "docs": DOCS, "questions": QUESTIONS, "documents": DOCUMENTS},
+        outputs={"report": _out(CONTAMINATION, kind="metric")},
+        params=("audit.ngram", "audit.max_contamination"),
+        code=("smt/stages/synth_contamination.py", "smt/contamination.py", "smt/records.py"),
+        resources={"mem_mb": 2000, "runtime": 30, "gpu": 0},
+    ),
+    Stage(
+        name="synth_audit",
+        doc="Measure the synthetic data: tokens per stream and generator, lexical and semantic (Vendi) diversity.",
+        axes=("benchmark",),
+        inputs={"model": BASE_MODEL, "qa": QA, "docs": DOCS},
+        outputs={"report": _out("results/synth/{benchmark}/audit.json", kind="metric")},
+        params=("seed", "audit.embedding_model", "audit.max_items_per_generator"),
+        code=(
+            "smt/stages/synth_audit.py",
+            "smt/diversity.py",
+            "smt/contamination.py",
+            "smt/records.py",
+            "smt/retrieval.py",
+        ),
+        resources={"mem_mb": 2000, "runtime": 60, "gpu": 0},
+        threads=2,
+        heavy=True,
+        env="evaluate",
+    ),
+    Stage(
         name="mix",
         doc="Mix synthetic QAs and documents to a token budget and ratio, plus replay text.",
         axes=("benchmark", "budget"),
         inputs={
             "model": BASE_MODEL,
-            "qa": "results/synth/{benchmark}/qa.jsonl",
-            "docs": "results/synth/{benchmark}/docs.jsonl",
+            "qa": QA,
+            "docs": DOCS,
             "replay": "${mix.replay_corpus}",
+            "contamination": CONTAMINATION,  # mix runs only on synthetic data that passed the contamination check
         },
         outputs={
             "train": _out(MIX),
             "report": _out("results/mix/{benchmark}/{budget}/mix_report.json", kind="metric"),
         },
         params=("seed", "mix.qa_share", "mix.replay_fraction", "mix.replay_corpus"),
-        code=("smt/stages/mix.py",),
+        code=("smt/stages/mix.py", "smt/records.py"),
         resources={"mem_mb": 2000, "runtime": 10, "gpu": 0},
     ),
     Stage(
@@ -344,6 +409,15 @@ def stamp_path(st: Stage, axes: dict[str, str]) -> str:
     """The params stamp of one stage instance (see smt.stamps)."""
     name = "-".join(axes[a] for a in st.axes) or "all"
     return f"results/.params/{st.name}/{name}.json"
+
+
+def shard_outputs(st: Stage, axes: dict[str, str], shard: int) -> dict[str, str]:
+    """Where one shard of a sharded stage instance writes (see Stage.shards)."""
+    return {k: fill_axes(o.path, axes).replace("{shard}", str(shard)) for k, o in st.shards.items()}
+
+
+def shard_log_path(st: Stage, axes: dict[str, str], shard: int | str) -> str:
+    return log_path(st, axes).replace(".log", f".shard{shard}.log")
 
 
 def log_path(st: Stage, axes: dict[str, str]) -> str:

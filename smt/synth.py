@@ -1,16 +1,25 @@
-"""What the synthetic-data stages share: documents as text, the generator, and the manifest."""
+"""What the synthetic-data stages share: documents as text, the generator backend and model identity, and the
+bookkeeping of accepted and rejected items (no item is ever dropped silently)."""
 
 from __future__ import annotations
 
-import os
-import time
+import functools
+import hashlib
+import importlib.metadata
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from smt import io, prompts
+from smt import io
 from smt.context import StageContext
-from smt.generation import Sampling, Stats, TransformersBackend, backend_from_params
+from smt.generation import BackendSettings, Completion, Sampling
+
+# Files above this size are hashed by samples (start, middle, end) so a 100 GB model is identified in seconds.
+FULL_HASH_LIMIT = 64 * 2**20
+SAMPLE_BYTES = 8 * 2**20
 
 
 def documents(ctx: StageContext) -> list[dict[str, Any]]:
@@ -18,40 +27,151 @@ def documents(ctx: StageContext) -> list[dict[str, Any]]:
 
 
 def document_text(doc: dict[str, Any]) -> str:
-    return f"{doc['title']}\nby {doc['author']} ({doc['year']})\n\n{doc['text']}"
+    """The document as the generator sees it: title, author and year (when known), then the text."""
+    author = f"by {doc['author']}" if doc.get("author") else ""
+    year = f"({doc['year']})" if doc.get("year") else ""
+    byline = " ".join(p for p in (author, year) if p)
+    head = doc.get("title") or doc["doc_id"]
+    return f"{head}\n{byline}\n\n{doc['text']}" if byline else f"{head}\n\n{doc['text']}"
 
 
-def generator(ctx: StageContext) -> TransformersBackend:
-    return backend_from_params(
-        ctx.p("generation.backend"), ctx.input("model"), ctx.p("generation.dtype"), ctx.p("generation.batch_size")
+def backend_settings(ctx: StageContext) -> BackendSettings:
+    return BackendSettings(
+        backend=ctx.p("generation.backend"),
+        model_path=ctx.input("model"),
+        dtype=ctx.p("generation.dtype"),
+        batch_size=ctx.p("generation.batch_size"),
+        vllm={"batch_size": ctx.p("generation.batch_size"), **ctx.p("generation.vllm")},
+        http={"batch_size": ctx.p("generation.batch_size"), **ctx.p("generation.http")},
     )
 
 
-def write_manifest(
-    ctx: StageContext,
-    *,
-    model_dir: str,
-    sampling: dict[str, Sampling],
-    prompt_names: list[str],
-    stats: Stats,
-    counts: dict[str, int],
-    rejected: list[dict[str, Any]],
-    started: float,
-) -> None:
-    manifest_path = f"{model_dir}/smt_manifest.json"
-    model = io.read_json(manifest_path) if os.path.exists(manifest_path) else {}
-    io.write_json(
-        ctx.outputs["manifest"],
-        {
-            "model": {"path": model_dir, "id": model.get("model_id"), "source": model.get("source")},
-            "backend": ctx.p("generation.backend"),
-            "sampling": {name: s.as_dict() for name, s in sampling.items()},
-            "seed": ctx.p("seed"),
-            "prompts": {name: prompts.digest(name) for name in prompt_names},
-            "counts": counts,
-            "rejected": rejected,
-            "generation": stats.as_dict(),
-            "wall_seconds": round(time.time() - started, 2),
-            "provenance": ctx.provenance(),
-        },
+def backend_info(settings: BackendSettings) -> dict[str, Any]:
+    """What generates, known without starting it (a resumed shard may never start the backend)."""
+    info: dict[str, Any] = {"name": settings.backend}
+    if settings.backend == "http":
+        info.update(base_url=settings.http.get("base_url"), model=settings.http.get("model"))
+    else:
+        package = "transformers" if settings.backend == "transformers" else "vllm"
+        try:
+            info["version"] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            info["version"] = None
+    return info
+
+
+def _file_digest(path: Path) -> str:
+    stat = path.stat()
+    return _digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.cache
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """A file's digest, computed once per process for a given size and modification time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        if size <= FULL_HASH_LIMIT:
+            for block in iter(lambda: fh.read(2**20), b""):
+                digest.update(block)
+        else:
+            for offset in (0, size // 2, size - SAMPLE_BYTES):
+                fh.seek(offset)
+                digest.update(fh.read(SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+def content_hash(path: str | Path) -> str:
+    """A content hash of a file or folder (hidden files skipped): names, sizes and contents, files above 64 MiB
+    by three 8 MiB samples."""
+    path = Path(path)
+    files = (
+        [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
     )
+    digest = hashlib.sha256()
+    for f in files:
+        rel = f.name if f == path else str(f.relative_to(path))
+        digest.update(f"{rel}\x1f{f.stat().st_size}\x1f{_file_digest(f)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def model_identity(model_dir: str) -> dict[str, Any]:
+    """Model id and revision of a model folder: its smt_manifest.json's id and revision when it records one,
+    else a content hash of the folder."""
+    manifest_path = Path(model_dir) / "smt_manifest.json"
+    manifest = io.read_json(manifest_path) if manifest_path.exists() else {}
+    revision = manifest.get("revision") or f"sha256:{content_hash(model_dir)}"
+    return {"id": manifest.get("model_id"), "revision": revision, "source": manifest.get("source"), "path": model_dir}
+
+
+@dataclass
+class Outcome:
+    """What one shard of one generator produced."""
+
+    records: list[dict[str, Any]]
+    rejected: list[dict[str, Any]]
+    step_rejected: list[dict[str, Any]]
+    requested: int
+    counts: dict[str, int]
+    sampling: dict[str, Sampling]
+    prompts: list[str]
+
+
+@dataclass
+class Collector:
+    """Planned items end accepted or rejected with a reason; intermediate steps (strategies, entities) record
+    their own rejections. `outcome` checks that nothing planned went missing."""
+
+    generator: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    step_rejected: list[dict[str, Any]] = field(default_factory=list)
+    requested: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    _seen: set[tuple[str, str]] = field(default_factory=set)
+
+    def plan(self, n: int = 1) -> None:
+        self.requested += n
+
+    def accept(self, completion: Completion, doc_id: str, unique: str, **fields: Any) -> bool:
+        """Keep a record unless its `unique` text repeats one of the same document ('duplicate')."""
+        marker = (doc_id, " ".join(unique.lower().split()))
+        if marker in self._seen:
+            self.reject(completion.key, doc_id, "duplicate", completion.text)
+            return False
+        self._seen.add(marker)
+        self.records.append(
+            {
+                "id": completion.key,
+                "doc_id": doc_id,
+                "generator": self.generator,
+                **fields,
+                "finish_reason": completion.finish_reason,
+                "completion_tokens": completion.completion_tokens,
+            }
+        )
+        return True
+
+    def reject(self, key: str, doc_id: str, reason: str, text: str = "") -> None:
+        self.rejected.append({"id": key, "doc_id": doc_id, "reason": reason, "text": text[:500]})
+
+    def step_reject(self, key: str, doc_id: str, reason: str, text: str = "") -> None:
+        self.step_rejected.append({"id": key, "doc_id": doc_id, "reason": reason, "text": text[:500]})
+
+    def outcome(self, sampling: dict[str, Sampling], prompt_names: list[str]) -> Outcome:
+        if self.requested != len(self.records) + len(self.rejected):
+            raise RuntimeError(
+                f"{self.generator}: {self.requested} items planned but {len(self.records)} accepted and "
+                f"{len(self.rejected)} rejected: an item went missing"
+            )
+        return Outcome(
+            self.records, self.rejected, self.step_rejected, self.requested, dict(self.counts), sampling, prompt_names
+        )
+
+
+def failure(completion: Completion, prefill: str = "") -> str | None:
+    """Reasons that reject any completion before a generator reads it: an endpoint error, or no text."""
+    if completion.error:
+        return completion.error
+    if not completion.text[len(prefill) :].strip():
+        return "truncated at max_new_tokens" if completion.finish_reason == "length" else "empty"
+    return None

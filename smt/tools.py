@@ -122,4 +122,10 @@ def run(args: argparse.Namespace) -> int:
         return download(args.benchmark, args.dest, args.all_documents, args.base_url)
     if args.command == "affected":
         return affected(args.params, args.what)
+    if args.command == "serve":
+        from smt.serve import serve
+
+        return serve(
+            args.model, args.host, args.port, args.dtype, args.batch_size, args.api_key_env, args.served_model_name
+        )
     raise SystemExit(f"unknown command {args.command}")

@@ -61,11 +61,43 @@ def source_files(paths: list[str]) -> list[str]:
 
 
 def inputs(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A rule's inputs; a sharded stage's rule also reads every shard's outputs (its `<name>_shard` jobs)."""
+    st = R.stage(name)
+    found = shard_inputs(name, params)
+    if st.shards:
+        count = P.get(params, R.SHARDS_KEY)
+        found["shards"] = [o.path.replace("{shard}", str(i)) for i in range(count) for o in st.shards.values()]
+    return found
+
+
+def shard_inputs(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """What one shard job reads: everything its stage reads (files, code, params stamp)."""
     st = R.stage(name)
     found: dict[str, Any] = {k: _wildcard_template(v, st, params) for k, v in st.inputs.items()}
     found["code"] = list(st.code)
     found["params_stamp"] = _stamp_template(st)
     return found
+
+
+def shard_outputs(name: str) -> dict[str, Any]:
+    """A shard's outputs, temporary: Snakemake removes them once the stage's rule has merged them (the merge
+    removes them too, for runs under DVC)."""
+    from snakemake.io import temp
+
+    return {k: temp(o.path) for k, o in R.stage(name).shards.items()}
+
+
+def shard_log(name: str) -> str:
+    st = R.stage(name)
+    return R.shard_log_path(st, _axes_as_wildcards(st), "{shard}")
+
+
+def shard_benchmark(name: str) -> str:
+    return shard_log(name).replace("results/logs/", "results/benchmarks/").replace(".log", ".tsv")
+
+
+def shard_command(name: str) -> str:
+    return command(name) + " --shard {wildcards.shard}"
 
 
 def outputs(name: str) -> dict[str, Any]:

@@ -20,10 +20,11 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 SMALL = {
     "synth_qa": {"per_document": 2, "max_new_tokens": 48},
     "synth_docs": {
-        "strategies_max_new_tokens": 48,
-        "active_reading_per_document": 1,
-        "focal_per_document": 1,
         "max_new_tokens": 64,
+        "generators": {
+            "active_reading": {"per_document": 1, "strategies_max_new_tokens": 48},
+            "focal_rewrite": {"per_document": 1, "pairing": "sampled", "strategies_max_new_tokens": 48},
+        },
     },
     "mix": {"token_budgets": [1500]},
     "train": {"max_steps": 2, "max_length": 128, "effective_batch_size": 2, "per_device_batch_size": 1},

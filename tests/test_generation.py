@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from smt.generation import Request, Sampling, TransformersBackend, item_seed
-from smt.stages.synth_docs import parse_strategies
+from smt.generators.strategies import parse_strategies
 from smt.stages.synth_qa import parse
 
 

@@ -26,10 +26,11 @@ SCORE_KEYS = {"accuracy", "correct", "n", "condition", "benchmark", "scorer", "m
 
 
 def snakemake_pending(ws: Path) -> set[str]:
-    """Stage instances `snakemake -n` would run, read from the commands it prints."""
+    """Stage instances `snakemake -n` would run, read from the commands it prints (a shard job, `--shard i`,
+    counts as its stage instance)."""
     out = sh("snakemake -n --cores 2", ws).stdout
     pending = set()
-    for stage, args in re.findall(r"python -m smt (\w+)((?: --\w+ \S+)*)", out):
+    for stage, args in re.findall(r"python -m smt (\w+)((?: --(?!shard )\w+ \S+)*)", out):
         values = re.findall(r"--\w+ (\S+)", args)
         pending.add(f"{stage}@{'-'.join(values)}" if values else stage)
     return pending

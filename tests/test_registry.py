@@ -55,7 +55,10 @@ def test_downstream_closure_of_a_generation_key() -> None:
     closure = R.downstream(PARAMS, R.readers_of_key(PARAMS, "synth_qa.temperature"))
     assert closure == {
         "synth_qa@demo",
-        "synth_docs@demo",
+        "synth_docs@demo-active_reading",
+        "synth_docs@demo-focal_rewrite",
+        "synth_contamination@demo",
+        "synth_audit@demo",
         "mix@demo-4000",
         "train@demo-4000",
         "eval_smt_closed_book@demo-4000",

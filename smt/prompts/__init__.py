@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 DIR = Path(__file__).parent
@@ -14,3 +15,16 @@ def load(name: str) -> str:
 
 def digest(name: str) -> str:
     return hashlib.sha256(load(name).encode()).hexdigest()[:16]
+
+
+_SECTION = re.compile(r"(?m)^\[\[([a-z0-9_]+)\]\]\s*$")
+
+
+def sections(name: str) -> dict[str, str]:
+    """A prompt file holding several prompts, each after a `[[name]]` line (one file per generator, so that
+    the generator's stages depend on exactly its own prompts)."""
+    parts = _SECTION.split(load(name))
+    found = {parts[i]: parts[i + 1].strip() + "\n" for i in range(1, len(parts), 2)}
+    if not found:
+        raise ValueError(f"{DIR / (name + '.txt')}: no [[section]] headings")
+    return found

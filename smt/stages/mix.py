@@ -13,12 +13,8 @@ from typing import Any
 
 from transformers import AutoTokenizer
 
-from smt import io
+from smt import io, records
 from smt.context import StageContext
-
-
-def qa_text(qa: dict[str, Any]) -> str:
-    return f"Question: {qa['question']}\nAnswer: {qa['answer']}"
 
 
 def replay_passages(path: str) -> list[dict[str, Any]]:
@@ -50,10 +46,11 @@ def run(ctx: StageContext) -> None:
     tokenizer = AutoTokenizer.from_pretrained(ctx.input("model"))
     rng = random.Random(ctx.p("seed"))
     streams: dict[str, list[dict[str, Any]]] = {
-        "qa": [{"id": q["id"], "doc_id": q["doc_id"], "text": qa_text(q)} for q in io.read_jsonl(ctx.input("qa"))],
-        "docs": [
-            {"id": d["id"], "doc_id": d["doc_id"], "text": d["text"], "generator": d["generator"]}
-            for d in io.read_jsonl(ctx.input("docs"))
+        "qa": [{"id": q["id"], "doc_id": q["doc_id"], "text": records.text(q)} for q in io.read_jsonl(ctx.input("qa"))],
+        "docs": [  # every generator's documents, in params order (synth_docs.generators)
+            {"id": d["id"], "doc_id": d["doc_id"], "text": records.text(d), "generator": d["generator"]}
+            for path in ctx.inputs["docs"]
+            for d in io.read_jsonl(path)
         ],
         "replay": replay_passages(ctx.input("replay")),
     }
@@ -69,7 +66,7 @@ def run(ctx: StageContext) -> None:
     for name in ("qa", "docs"):
         if targets[name] and not streams[name]:
             raise ValueError(
-                f"mix: stream '{name}' is empty ({ctx.input(name)}) but its token target is {targets[name]}"
+                f"mix: stream '{name}' is empty ({', '.join(ctx.inputs[name])}) but its token target is {targets[name]}"
             )
     mixed: list[dict[str, Any]] = []
     report: dict[str, Any] = {"token_budget": budget, "targets": targets, "tokens": {}, "items": {}, "repeats": {}}

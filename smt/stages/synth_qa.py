@@ -1,16 +1,22 @@
-"""Synthetic QAs: open-ended questions about a document, answered with a short explanation."""
+"""Synthetic QAs: open-ended questions about a document, answered with a short explanation.
+
+Sharded and resumable (smt/shards.py): each document's `synth_qa.per_document` requests have their own seeds,
+so the records do not depend on shards or batches. A completion is rejected, with its reason in the manifest,
+when it is empty, has no parseable question and answer, is cut at max_new_tokens, or repeats a question already
+accepted for the same document.
+"""
 
 from __future__ import annotations
 
 import re
-import time
-from typing import Any
 
-from smt import io, prompts, synth
+from smt import prompts, shards, synth
 from smt.context import StageContext
 from smt.generation import Request, Sampling, item_seed
 
 PROMPT = "synth_qa"
+GENERATOR = "qa"
+PREFILL = "Question:"
 _QA = re.compile(r"Question:\s*(?P<q>.+?)\s*\n+\s*Answer:\s*(?P<a>.+)", re.DOTALL)
 
 
@@ -27,53 +33,41 @@ def parse(text: str) -> tuple[str, str] | str:
     return question, answer
 
 
-def run(ctx: StageContext) -> None:
-    started = time.time()
+def produce(run: shards.ShardRun) -> synth.Outcome:
+    ctx = run.ctx
     sampling = Sampling(ctx.p("synth_qa.temperature"), ctx.p("synth_qa.top_p"), ctx.p("synth_qa.max_new_tokens"))
     template = prompts.load(PROMPT)
+    collect = synth.Collector(GENERATOR)
     requests: list[Request] = []
-    meta: dict[str, dict[str, Any]] = {}
-    for doc in synth.documents(ctx):
+    meta: dict[str, dict] = {}
+    for doc in run.documents:
+        content = template.format(document=synth.document_text(doc))
         for index in range(ctx.p("synth_qa.per_document")):
             key = f"{doc['doc_id']}/qa/{index}"
-            seed = item_seed(ctx.p("seed"), doc["doc_id"], PROMPT, index)
-            content = template.format(document=synth.document_text(doc))
-            requests.append(Request(key, [{"role": "user", "content": content}], seed, prefill="Question:"))
+            seed = item_seed(run.seed, doc["doc_id"], PROMPT, index)
+            requests.append(Request(key, [{"role": "user", "content": content}], seed, prefill=PREFILL))
             meta[key] = {"doc_id": doc["doc_id"], "index": index, "seed": seed}
-    backend = synth.generator(ctx)
-    accepted: list[dict[str, Any]] = []
-    rejected: list[dict[str, Any]] = []
-    seen: set[tuple[str, str]] = set()
-    for completion in backend.generate(requests, sampling, desc=f"synth_qa {ctx.benchmark}"):
-        parsed = parse(completion.text)
+    collect.plan(len(requests))
+    for completion in run.complete(requests, sampling, step="qa"):
         info = meta[completion.key]
+        parsed = synth.failure(completion, PREFILL) or parse(completion.text)
         if isinstance(parsed, str) and completion.finish_reason == "length":
             parsed = "truncated at max_new_tokens"
-        if not isinstance(parsed, str) and (info["doc_id"], parsed[0].lower()) in seen:
-            parsed = "duplicate question"
         if isinstance(parsed, str):
-            rejected.append({"id": completion.key, "reason": parsed, "text": completion.text[:500]})
+            collect.reject(completion.key, info["doc_id"], parsed, completion.text)
             continue
-        seen.add((info["doc_id"], parsed[0].lower()))
-        accepted.append(
-            {
-                "id": completion.key,
-                **info,
-                "question": parsed[0],
-                "answer": parsed[1],
-                "finish_reason": completion.finish_reason,
-                "completion_tokens": completion.completion_tokens,
-            }
+        question, answer = parsed
+        collect.accept(
+            completion,
+            info["doc_id"],
+            unique=question,
+            index=info["index"],
+            seed=info["seed"],
+            question=question,
+            answer=answer,
         )
-    io.write_jsonl(ctx.outputs["qa"], accepted)
-    synth.write_manifest(
-        ctx,
-        model_dir=ctx.input("model"),
-        sampling={"qa": sampling},
-        prompt_names=[PROMPT],
-        stats=backend.stats,
-        rejected=rejected,
-        started=started,
-        counts={"requested": len(requests), "accepted": len(accepted), "rejected": len(rejected)},
-    )
-    ctx.log.info("synth_qa: %d accepted, %d rejected", len(accepted), len(rejected))
+    return collect.outcome({"qa": sampling}, [PROMPT])
+
+
+def run(ctx: StageContext) -> None:
+    shards.run(ctx, produce, records="qa")
