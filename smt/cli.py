@@ -26,7 +26,9 @@ IMPLEMENTATIONS = {
     "mix": "mix",
     "train": "train",
     "rag_index": "rag_index",
+    "retrieve": "retrieve",
     **{f"eval_{c}": "evaluate" for c in R.CONDITIONS},
+    "scaling": "scaling",
     "report": "report",
 }
 

@@ -54,11 +54,12 @@ def _stage_body(st: R.Stage) -> dict[str, Any]:
         "deps": deps,
         "params": list(st.keys(placeholders(st))),
     }
-    outs: list[Any] = [_dvc_path(o.path, st) for o in st.outputs.values() if o.kind == "out"]
-    outs += [{_dvc_path(o.path, st): {"cache": False}} for o in st.outputs.values() if o.kind == "meta"]
-    metrics = [{_dvc_path(o.path, st): {"cache": False}} for o in st.outputs.values() if o.kind == "metric"]
+    # Every output is cached, metrics and manifests too: results/ is not in git, so a DVC remote must carry all
+    # of them for `dvc pull` in a fresh clone to restore a complete, up-to-date workspace.
+    outs: list[Any] = [_dvc_path(o.path, st) for o in st.outputs.values() if o.kind in ("out", "meta")]
+    metrics = [_dvc_path(o.path, st) for o in st.outputs.values() if o.kind == "metric"]
     plots = [
-        {_dvc_path(o.path, st): {"cache": False, **({"x": o.plot_xy[0], "y": o.plot_xy[1]} if o.plot_xy else {})}}
+        {_dvc_path(o.path, st): {"x": o.plot_xy[0], "y": o.plot_xy[1]}} if o.plot_xy else _dvc_path(o.path, st)
         for o in st.outputs.values()
         if o.kind == "plot"
     ]

@@ -48,8 +48,6 @@ _LOWERCASE_LEADS = {
 }
 
 
-
-
 def _lead_lower(question: str) -> str:
     first = question.split(maxsplit=1)[0] if question.strip() else ""
     return question[0].lower() + question[1:] if first.lower() in _LOWERCASE_LEADS else question

@@ -51,15 +51,23 @@ GENERATION_CODE = (
     "smt/shards.py",
     "smt/prompts/__init__.py",
 )
-EVAL_KEYS = ("eval.scorer", "eval.max_questions", "eval.batch_size")
-RAG_QUERY_KEYS = ("rag.retriever", "rag.top_k", "rag.embedding_model")
+EVAL_KEYS = (
+    "seed",
+    "eval.scorer",
+    "eval.max_questions",
+    "eval.batch_size",
+    "eval.max_new_tokens",
+    "eval.bootstrap_resamples",
+    "eval.judge_model",
+)
+HITS = "results/retrieval/{benchmark}/hits.jsonl"
 
 
 @dataclass(frozen=True)
 class Output:
     path: str
     directory: bool = False
-    kind: str = "out"  # out (cached) | meta (small, uncached) | metric | plot
+    kind: str = "out"  # out | meta (small: manifests, details) | metric | plot; all cached by DVC
     plot_xy: tuple[str, str] | None = None  # columns of a plot's x and y axes
 
 
@@ -110,9 +118,20 @@ def _eval_stage(condition: str) -> Stage:
     smt = condition.startswith("smt")
     inputs = {"model": SMT_MODEL if smt else BASE_MODEL, "questions": QUESTIONS, "documents": DOCUMENTS}
     score = score_path(condition)
+    inputs["judge"] = BASE_MODEL  # free-form answers are judged by the base model unless eval.judge_model is set
     if rag:
-        inputs["index"] = INDEX
-    code = ("smt/stages/evaluate.py", "smt/scoring.py") + (("smt/retrieval.py",) if rag else ())
+        inputs["hits"] = HITS
+    code = (
+        "smt/stages/evaluate.py",
+        "smt/scoring.py",
+        "smt/framing.py",
+        "smt/answering.py",
+        "smt/stats.py",
+        "smt/generation.py",
+        "smt/prompts/mc_cot.txt",
+        "smt/prompts/free_form_answer.txt",
+        "smt/prompts/judge.txt",
+    )
     return Stage(
         name=f"eval_{condition}",
         doc=f"Score the {'SMT' if smt else 'base'} model {'with retrieval' if rag else 'closed-book'}.",
@@ -122,7 +141,7 @@ def _eval_stage(condition: str) -> Stage:
             "score": _out(score, kind="metric"),
             "predictions": _out(score.replace(".json", ".predictions.jsonl")),
         },
-        params=EVAL_KEYS + (RAG_QUERY_KEYS if rag else ()),
+        params=EVAL_KEYS,
         code=code,
         command_args=(),
         resources={"mem_mb": 4000, "runtime": 30, "gpu": 0},
@@ -269,6 +288,9 @@ STAGES: tuple[Stage, ...] = (
             "docs": DOCS,
             "replay": "${mix.replay_corpus}",
             "contamination": CONTAMINATION,  # mix runs only on synthetic data that passed the contamination check
+            # generated tokens and generator models, for the compute estimate C = 2MD + 6ND
+            "qa_manifest": "results/synth/{benchmark}/qa.manifest.json",
+            "docs_manifests": "results/synth/{benchmark}/docs/{generator}.manifest.json",
         },
         outputs={
             "train": _out(MIX),
@@ -327,22 +349,77 @@ STAGES: tuple[Stage, ...] = (
         axes=("benchmark",),
         inputs={"documents": DOCUMENTS},
         outputs={"index": _out(INDEX, directory=True)},
-        params=("rag.chunk_chars", "rag.chunk_overlap", "rag.embedding_model"),
+        params=("rag.chunk_unit", "rag.chunk_size", "rag.chunk_overlap", "rag.prepend_metadata", "rag.embedding_model"),
         code=("smt/stages/rag_index.py", "smt/retrieval.py"),
         resources={"mem_mb": 2000, "runtime": 30, "gpu": 0},
         threads=2,
         heavy=True,
         env="evaluate",
     ),
+    Stage(
+        name="retrieve",
+        doc="Retrieve (and optionally rerank) the chunks for every question once, for both RAG conditions.",
+        axes=("benchmark",),
+        inputs={"index": INDEX, "questions": QUESTIONS, "documents": DOCUMENTS, "model": BASE_MODEL},
+        outputs={
+            "hits": _out(HITS),
+            "report": _out("results/retrieval/{benchmark}/retrieval_report.json", kind="metric"),
+        },
+        params=(
+            "rag.embedding_model",
+            "rag.retriever",
+            "rag.top_k_retrieve",
+            "rag.top_k",
+            "rag.reranker",
+            "rag.reranker_model",
+            "rag.context_order",
+        ),
+        code=("smt/stages/retrieve.py", "smt/retrieval.py", "smt/rerank.py", "smt/framing.py"),
+        resources={"mem_mb": 4000, "runtime": 30, "gpu": 0},
+        threads=2,
+        heavy=True,
+        env="evaluate",
+    ),
     *(_eval_stage(c) for c in CONDITIONS),
     Stage(
+        name="scaling",
+        doc="Accuracy vs synthetic tokens over the budget sweep: log-linear fit, DVC plot and PNG figure.",
+        axes=("benchmark",),
+        inputs={
+            "smt_closed_book": score_path("smt_closed_book"),
+            "smt_rag": score_path("smt_rag"),
+            "rag_base": score_path("rag_base"),
+            "mix_reports": "results/mix/{benchmark}/{budget}/mix_report.json",
+        },
+        outputs={
+            "points": _out(
+                "results/scaling/{benchmark}/points.csv", kind="plot", plot_xy=("synthetic_tokens", "accuracy")
+            ),
+            "fit": _out("results/scaling/{benchmark}/scaling.json", kind="metric"),
+            "figure": _out("results/scaling/{benchmark}/scaling.png", kind="plot"),
+        },
+        params=(),
+        code=("smt/stages/scaling.py", "smt/stats.py"),
+        resources={"mem_mb": 1000, "runtime": 5, "gpu": 0},
+    ),
+    Stage(
         name="report",
-        doc="One markdown table of every benchmark's scores per condition.",
+        doc="The results page: scores with intervals, scaling figures and compute, as markdown and HTML.",
         axes=(),
         inputs={
-            f"scores_{c}": (SMT_SCORE if c.startswith("smt") else SCORE).replace("{condition}", c) for c in CONDITIONS
+            **{f"scores_{c}": score_path(c) for c in CONDITIONS},
+            "scaling_fits": "results/scaling/{benchmark}/scaling.json",
+            "scaling_figures": "results/scaling/{benchmark}/scaling.png",
+            "train_metrics": "results/train/{benchmark}/{budget}/train_metrics.json",
+            "qa_manifests": "results/synth/{benchmark}/qa.manifest.json",
+            "docs_manifests": "results/synth/{benchmark}/docs/{generator}.manifest.json",
+            "base_model": BASE_MODEL,
         },
-        outputs={"report": _out("results/report.md")},
+        outputs={
+            "report": _out("results/report.md"),
+            "html": _out("results/report.html"),
+            "compute": _out("results/compute.json", kind="metric"),
+        },
         params=("report.decimals",),
         code=("smt/stages/report.py",),
         resources={"mem_mb": 500, "runtime": 5, "gpu": 0},

@@ -15,6 +15,8 @@ import torch
 
 CONTEXT_HEADER = "Use the following excerpts:\n"
 ANSWER_REQUEST = "Answer with the correct answer only."
+
+
 @dataclass(frozen=True)
 class Scored:
     """Per-option mean log-probabilities and the index of the best option (the first of tied maxima)."""

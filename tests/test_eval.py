@@ -200,7 +200,7 @@ def test_sparse_bm25_scores_equal_rank_bm25_bitwise() -> None:
     okapi = BM25Okapi(texts)
     sparse = retrieval.SparseBM25(okapi)
     rng = np.random.default_rng(0)
-    vocab = sorted({t for text in texts for t in text}) + ["unknownword"]
+    vocab = [*sorted({t for text in texts for t in text}), "unknownword"]
     for _ in range(30):
         query = list(rng.choice(vocab, size=6))  # repeats and unknown words included
         assert np.array_equal(sparse.get_scores(query), okapi.get_scores(query))

@@ -16,13 +16,17 @@ import polars as pl
 import pytest
 import yaml
 from conftest import SMALL, make_workspace, sh
+from slurm_cluster import ClusterUnavailable, SlurmCluster
 
 from smt import params as P
 from smt import registry as R
 
 pytestmark = pytest.mark.pipeline
 
-SCORE_KEYS = {"accuracy", "correct", "n", "condition", "benchmark", "scorer", "model", "params_fingerprint"}
+SCORE_KEYS = {
+    "accuracy", "ci_low", "ci_high", "correct", "n", "condition", "benchmark", "budget", "scorer", "prompts", "model",
+    "params_fingerprint", "provenance",
+}  # fmt: skip
 
 
 def snakemake_pending(ws: Path) -> set[str]:
@@ -62,8 +66,17 @@ def check_scores(ws: Path, params: dict) -> None:
         assert score["condition"] == condition and score["scorer"] == "loglik"
         preds = (ws / f"{stem}.predictions.jsonl").read_text().splitlines()
         assert len(preds) == score["n"]
+        assert score["ci_low"] <= score["accuracy"] <= score["ci_high"]
+    scores = {c: json.loads((ws / R.score_path(c).replace("{benchmark}", "demo").replace("{budget}", str(budget)))
+                            .read_text())["accuracy"] for c in R.CONDITIONS}  # fmt: skip
+    assert scores["rag_base"] > scores["closed_book_base"], scores  # the excerpts hold the answers
     report = (ws / "results/report.md").read_text()
-    assert "| demo |" in report
+    assert "| demo |" in report and "## Scaling" in report and "C = 2MD + 6ND" in report
+    assert (ws / "results/report.html").read_text().count("data:image/png;base64,") == 1
+    compute = json.loads((ws / "results/compute.json").read_text())
+    assert compute["training_flops_6nd"] > 0 and compute["generation_flops_2md"] > 0
+    retrieval = json.loads((ws / "results/retrieval/demo/retrieval_report.json").read_text())
+    assert retrieval["document_recall"] >= 0.9 and retrieval["questions"] == questions
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +112,7 @@ KEYS = [
     ("synth_docs.temperature", 0.5),
     ("mix.qa_share", 0.6),
     ("train.learning_rate", 0.0002),
-    ("rag.chunk_chars", 500),
+    ("rag.chunk_size", 500),
     ("rag.top_k", 3),
     ("eval.batch_size", 4),
     ("report.decimals", 2),
@@ -178,3 +191,60 @@ def test_dvc_repro_from_clean_state_then_sync(tmp_path: Path) -> None:
     sh("python -m smt sync", ws)
     assert snakemake_pending(ws) == set()
     assert dvc_status(ws) == set()
+
+
+def test_dvc_remote_then_a_fresh_clone_pulls_the_results_without_recomputing(built: Path, tmp_path: Path) -> None:
+    """The README's sharing recipe with a local-directory remote (an S3 remote works the same way)."""
+    sh("python -m smt record", built)
+    sh(f"dvc remote add --default --force storage {tmp_path / 'remote'}", built)
+    sh("dvc push", built)
+    sh("git add -A && git -c user.name=t -c user.email=t@t commit -qm 'results recorded in dvc.lock'", built)
+    clone = tmp_path / "clone"
+    sh(f"git clone -q {built} {clone}", tmp_path)
+    assert not (clone / "results/scores").exists()
+    sh("dvc pull", clone)
+    assert dvc_status(clone) == set()
+    scores = sorted(p.relative_to(built) for p in (built / "results/scores").rglob("*.json*"))
+    assert scores and all((clone / p).read_bytes() == (built / p).read_bytes() for p in scores)
+    sh("python -m smt sync", clone)
+    assert snakemake_pending(clone) == set()
+    assert dvc_status(clone) == set()
+    ran = sorted((clone / "results").glob("logs/*/*.log"))
+    assert ran == [], f"a fresh clone must not recompute anything, yet these stages ran: {ran}"
+
+
+def test_slurm_cluster_runs_the_graph_to_the_same_scores(built: Path, tmp_path: Path) -> None:
+    """profiles/slurm on a real one-node SLURM cluster (tests/slurm_cluster.py) gives the local run's score
+    files; GPU rules run on the gpu partition with the devices SLURM granted them."""
+    ws = make_workspace(tmp_path, SMALL)
+    try:
+        cluster = SlurmCluster().start()
+    except ClusterUnavailable as exc:
+        pytest.skip(f"no SLURM cluster on this machine: {exc}")
+    try:
+        # squeue for job states: without accounting storage, sacct cannot answer
+        sh(
+            cluster.shell_prefix() + "timeout --kill-after=30 1200 snakemake --workflow-profile profiles/slurm "
+            "--jobs 1 --slurm-status-command squeue --slurm-init-seconds-before-status-checks 2",
+            ws,
+            timeout=1500,
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{cluster.logs()}") from None
+    finally:
+        cluster.stop()
+    params = P.load(ws / "params.yaml")
+    check_scores(ws, params)
+    scores = sorted(p.relative_to(built) for p in (built / "results/scores").rglob("*.json"))
+    assert len(scores) == len(R.CONDITIONS)
+    same = ("accuracy", "correct", "n", "condition", "benchmark", "scorer", "params_fingerprint")
+    for path in scores:
+        local, cluster_run = json.loads((built / path).read_text()), json.loads((ws / path).read_text())
+        assert {k: cluster_run[k] for k in same} == {k: local[k] for k in same}, path
+    budget = params["mix"]["token_budgets"][0]
+    train_log = (ws / f"results/logs/train/demo-{budget}.log").read_text()
+    assert re.search(r"GPUs requested 8, CUDA_VISIBLE_DEVICES='0,1,2,3,4,5,6,7' .*\(partition gpu\)", train_log)
+    eval_log = (ws / "results/logs/eval_closed_book_base/demo.log").read_text()
+    assert re.search(r"GPUs requested 1, CUDA_VISIBLE_DEVICES='[0-7]' .*SLURM job \d+ \(partition gpu\)", eval_log)
+    assert "GPUs requested 0" in (ws / "results/logs/ingest/demo.log").read_text()
+    assert snakemake_pending(ws) == set()

@@ -48,7 +48,9 @@ def test_every_params_key_is_read_by_some_stage() -> None:
 
 def test_downstream_closure_of_a_training_key() -> None:
     closure = R.downstream(PARAMS, R.readers_of_key(PARAMS, "train.learning_rate"))
-    assert closure == {"train@demo-4000", "eval_smt_closed_book@demo-4000", "eval_smt_rag@demo-4000", "report"}
+    assert closure == {
+        "train@demo-4000", "eval_smt_closed_book@demo-4000", "eval_smt_rag@demo-4000", "scaling@demo", "report",
+    }  # fmt: skip
 
 
 def test_downstream_closure_of_a_generation_key() -> None:
@@ -63,6 +65,7 @@ def test_downstream_closure_of_a_generation_key() -> None:
         "train@demo-4000",
         "eval_smt_closed_book@demo-4000",
         "eval_smt_rag@demo-4000",
+        "scaling@demo",
         "report",
     }
 
@@ -121,5 +124,6 @@ def test_budgets_fan_out_a_matrix_of_mix_train_and_smt_scores() -> None:
         assert {f"{stage}@demo-1000", f"{stage}@demo-2000"} <= ids
     assert "eval_rag_base@demo" in ids and not any(i.startswith("eval_rag_base@demo-") for i in ids)
     assert R.downstream(params, {"mix@demo-2000"}) == {
-        "mix@demo-2000", "train@demo-2000", "eval_smt_closed_book@demo-2000", "eval_smt_rag@demo-2000", "report",
+        "mix@demo-2000", "train@demo-2000", "eval_smt_closed_book@demo-2000", "eval_smt_rag@demo-2000",
+        "scaling@demo", "report",
     }  # fmt: skip
