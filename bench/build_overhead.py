@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -29,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import results_file
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,15 +125,12 @@ def main() -> None:
     for name, seconds in figures.items():
         print(f"{name:>45}: {seconds:7.2f} s  ({seconds / baseline:5.2f}x the no-op snakemake -n)")
     result = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "graph": {**GRAPH, "extra": dict(changes)},
         "outputs": jobs,
         "affected_instances": len(affected.split()),
         "seconds": figures,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"wrote {args.out}")
+    results_file.write(args.out, result)
 
 
 if __name__ == "__main__":

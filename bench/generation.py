@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
+import results_file
 import torch
 
 from smt import prompts
@@ -71,21 +70,13 @@ def main() -> None:
         r["ratio_to_baseline"] = r["generated_tokens_per_s"] / baseline["generated_tokens_per_s"]
         print(f"{r['dtype']:>9} {r['batch']:>5} {r['generated_tokens_per_s']:>10.1f} {r['ratio_to_baseline']:>11.2f}x")
     result = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "python": platform.python_version(),
-        },
         "versions": {"torch": torch.__version__},
         "model": args.model,
         "new_tokens": args.new_tokens,
         "baseline": f"batch {baseline['batch']} {baseline['dtype']}",
         "rows": rows,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    results_file.write(args.out, result)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
+import results_file
 from rank_bm25 import BM25Okapi
 
 from smt import retrieval
@@ -114,15 +113,12 @@ def main() -> None:
     rate = embedding_rate()
     print(f"MiniLM embedding: {rate:.1f} chunks/s (600-character chunks)")
     result = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "versions": {"faiss": faiss.__version__, "numpy": np.__version__},
         "queries": args.queries,
         "rows": rows,
         "minilm_chunks_per_s": rate,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    results_file.write(args.out, result)
 
 
 if __name__ == "__main__":

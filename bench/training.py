@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import results_file
 import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -100,18 +99,11 @@ def main() -> None:
         ratio = r["ratio_to_no_packing"]
         print(f"{r['model']:>20} {r['packing']!s:>7} {r['tokens_per_s']:>10.1f} {ratio:>13.2f}x {mfu:>6}")
     result = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "peak_bf16_flops": peak_flops(),
-            "python": platform.python_version(),
-        },
+        "peak_bf16_flops": peak_flops(),
         "versions": {"torch": torch.__version__},
         "rows": rows,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    results_file.write(args.out, result)
 
 
 if __name__ == "__main__":
