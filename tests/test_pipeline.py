@@ -105,17 +105,15 @@ def test_record_makes_dvc_agree_and_nothing_is_left_to_do(built: Path) -> None:
     assert "accuracy" in metrics["results/scores/demo/1500/smt_rag.json"]["data"]
 
 
+# One key per family of stages (each check costs two dry runs of both tools on the whole graph; CI time is
+# bounded): data, generation, mixing, training, retrieval, evaluation, and the seed that reaches most stages.
 KEYS = [
-    ("model.dtype", "bfloat16"),
     ("ingest.max_documents", 4),
     ("synth_qa.temperature", 0.9),
-    ("synth_docs.temperature", 0.5),
     ("mix.qa_share", 0.6),
     ("train.learning_rate", 0.0002),
-    ("rag.chunk_size", 500),
     ("rag.top_k", 3),
     ("eval.batch_size", 4),
-    ("report.decimals", 2),
     ("seed", 7),
 ]
 
