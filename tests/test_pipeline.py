@@ -223,10 +223,10 @@ def test_slurm_cluster_runs_the_graph_to_the_same_scores(built: Path, tmp_path: 
     try:
         # squeue for job states: without accounting storage, sacct cannot answer
         sh(
-            cluster.shell_prefix() + "timeout --kill-after=30 1200 snakemake --workflow-profile profiles/slurm "
+            cluster.shell_prefix() + "timeout --kill-after=30 1500 snakemake --workflow-profile profiles/slurm "
             "--jobs 1 --slurm-status-command squeue --slurm-init-seconds-before-status-checks 2",
             ws,
-            timeout=1500,
+            timeout=1800,
         )
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{cluster.logs()}") from None
