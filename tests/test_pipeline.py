@@ -149,7 +149,8 @@ def test_adding_a_token_budget_builds_only_that_budgets_model_and_scores(built: 
     sh("python -m smt record", built)
     old = set_key(built, "mix.token_budgets", [*SMALL["mix"]["token_budgets"], 3000])
     try:
-        new = {f"{s}@demo-3000" for s in ("mix", "train", "eval_smt_closed_book", "eval_smt_rag")} | {"report"}
+        new = {f"{s}@demo-3000" for s in ("mix", "train", "eval_smt_closed_book", "eval_smt_rag")}
+        new |= {"scaling@demo", "report"}  # the sweep's figure and the report read every budget
         assert snakemake_pending(built) == new
         assert dvc_pending(built) == new
     finally:
@@ -160,7 +161,10 @@ def test_adding_a_token_budget_builds_only_that_budgets_model_and_scores(built: 
 
 @pytest.mark.parametrize(
     ("path", "root"),
-    [("smt/stages/mix.py", "mix@demo"), ("smt/benchmarks/demo/questions.jsonl", "ingest@demo")],
+    [
+        ("smt/stages/mix.py", f"mix@demo-{SMALL['mix']['token_budgets'][0]}"),
+        ("smt/benchmarks/demo/questions.jsonl", "ingest@demo"),
+    ],
     ids=["source module", "benchmark file"],
 )
 def test_editing_a_file_reruns_its_readers_in_both_tools(built: Path, path: str, root: str) -> None:
