@@ -80,6 +80,14 @@ def test_cluster_profiles_give_gpus_to_the_same_rules_as_the_gpu_profile(name: s
     assert set(gpu_rules(parse(name))) == set(gpu_rules(parse("gpu")))
 
 
+@pytest.mark.parametrize("name", ["gpu", "slurm", "kubernetes"])
+def test_generation_gpus_go_to_the_shard_jobs_not_the_merges(name: str) -> None:
+    """Under Snakemake every shard is its own job; the merge finds them done, so a GPU held by it sits idle."""
+    gpu_rules = {item.split(":", 1)[0] for item in parse(name)["set-resources"] if ":gpu=" in item}
+    assert {"synth_qa_shard", "synth_docs_shard"} <= gpu_rules
+    assert not {"synth_qa", "synth_docs"} & gpu_rules
+
+
 def test_the_slurm_profile_sends_gpu_jobs_to_the_gpu_partition(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SMT_SLURM_GPU_PARTITION", "a100")
     monkeypatch.setenv("SMT_SLURM_ACCOUNT", "lab")
