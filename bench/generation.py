@@ -1,15 +1,21 @@
-"""Generation throughput of the transformers backend: tokens/s at batch 1, 8 and 32, float32 and bfloat16.
+"""Generation throughput of the transformers backend: tokens/s at batch 1, 8 and 32, float32 and bfloat16; and
+generated tokens/s of a whole synthetic-QA shard and a whole Active Reading shard, end to end.
 
-Every request is a real synthetic-QA prompt over a demo document (the embedded default model, no download); the
-baseline of each ratio is batch 1 in float32, measured in the same run.
+Every backend request is a real synthetic-QA prompt over a demo document (the embedded default model, no
+download); the baseline of each ratio is batch 1 in float32, measured in the same run. The shards run the real
+stage (prompt building, generation, parsing, writing) with the project's params.yaml in a scratch folder, over
+the documents `make run` ingested; their ratio is the share of the stage's time spent inside the backend.
 
-    python bench/generation.py [--model results/models/base] [--batches 1 8 32] [--new-tokens 64]
+    python bench/generation.py [--model results/models/base] [--batches 1 8 32] [--new-tokens 64] [--no-shards]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +23,10 @@ from typing import Any
 import results_file
 import torch
 
-from smt import prompts
-from smt.generation import Request, Sampling, TransformersBackend
+from smt import cli, prompts
+from smt import registry as R
+from smt.backends.transformers import TransformersBackend
+from smt.generation import Request, Sampling
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,6 +62,41 @@ def measure(model: str, dtype: str, batch: int, new_tokens: int, rounds: int) ->
     }
 
 
+def shard_end_to_end(model: str, stage: str, axes: dict[str, str]) -> dict[str, Any]:
+    """Shard 0 of a generation stage instance, run as Snakemake would run it, in a scratch folder."""
+    data = ROOT / "results/data/demo"
+    if not data.is_dir():
+        raise SystemExit(f"{data} is missing: run `make run` (or `snakemake results/data/demo`) first")
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Path(tmp)
+        shutil.copy(ROOT / "params.yaml", ws / "params.yaml")
+        (ws / "results/models").mkdir(parents=True)
+        (ws / "results/models/base").symlink_to(Path(model).resolve())
+        (ws / "results/data").mkdir()
+        (ws / "results/data/demo").symlink_to(data)
+        cwd = os.getcwd()
+        os.chdir(ws)
+        try:
+            started = time.perf_counter()
+            cli.run_stage(stage, axes, shard=0)
+            seconds = time.perf_counter() - started
+            manifest = json.loads(Path(R.shard_outputs(R.stage(stage), axes, 0)["manifest"]).read_text())
+        finally:
+            os.chdir(cwd)
+    generation = manifest["generation"]
+    return {
+        "stage": R.instance_id(R.stage(stage), axes),
+        "requests": generation["requests"],
+        "accepted": manifest["counts"]["accepted"],
+        "prompt_tokens": generation["prompt_tokens"],
+        "generated_tokens": generation["completion_tokens"],
+        "seconds": seconds,
+        "backend_seconds": generation["seconds"],
+        "generated_tokens_per_s": generation["completion_tokens"] / seconds,
+        "backend_share": generation["seconds"] / seconds,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=str(ROOT / "results/models/base"))
@@ -61,6 +104,7 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2, help="batches per measurement")
+    parser.add_argument("--no-shards", action="store_true", help="skip the end-to-end shard measurements")
     parser.add_argument("--out", default=str(ROOT / "bench/results/generation.json"))
     args = parser.parse_args()
     rows = [measure(args.model, d, b, args.new_tokens, args.rounds) for d in args.dtypes for b in args.batches]
@@ -69,12 +113,29 @@ def main() -> None:
     for r in rows:
         r["ratio_to_baseline"] = r["generated_tokens_per_s"] / baseline["generated_tokens_per_s"]
         print(f"{r['dtype']:>9} {r['batch']:>5} {r['generated_tokens_per_s']:>10.1f} {r['ratio_to_baseline']:>11.2f}x")
+    shards = []
+    if not args.no_shards:
+        shards = [
+            shard_end_to_end(args.model, "synth_qa", {"benchmark": "demo"}),
+            shard_end_to_end(args.model, "synth_docs", {"benchmark": "demo", "generator": "active_reading"}),
+        ]
+        print(
+            f"\n{'shard, end to end':>40} {'requests':>8} {'prompt tok':>10} {'gen tok':>8} {'s':>7} {'tok/s':>7} "
+            f"{'in backend':>10}"
+        )
+        for s in shards:
+            print(
+                f"{s['stage']:>40} {s['requests']:>8} {s['prompt_tokens']:>10} {s['generated_tokens']:>8} "
+                f"{s['seconds']:>7.1f} {s['generated_tokens_per_s']:>7.1f} {s['backend_share']:>9.0%}"
+            )
     result = {
         "versions": {"torch": torch.__version__},
         "model": args.model,
         "new_tokens": args.new_tokens,
+        "rounds": args.rounds,
         "baseline": f"batch {baseline['batch']} {baseline['dtype']}",
         "rows": rows,
+        "shards": shards,
     }
     results_file.write(args.out, result)
 

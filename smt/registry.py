@@ -45,6 +45,7 @@ CONTAMINATION = "results/synth/{benchmark}/contamination.json"
 GENERATION_CODE = (
     "smt/generation.py",
     "smt/backends/__init__.py",
+    "smt/backends/transformers.py",
     "smt/backends/vllm.py",
     "smt/backends/http.py",
     "smt/synth.py",
@@ -128,6 +129,7 @@ def _eval_stage(condition: str) -> Stage:
         "smt/answering.py",
         "smt/stats.py",
         "smt/generation.py",
+        "smt/backends/transformers.py",
         "smt/prompts/mc_cot.txt",
         "smt/prompts/free_form_answer.txt",
         "smt/prompts/judge.txt",

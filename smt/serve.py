@@ -25,7 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from smt.generation import Completion, Request, Sampling, TransformersBackend
+from smt.backends.transformers import TransformersBackend
+from smt.generation import Completion, Request, Sampling
 
 log = logging.getLogger("smt.serve")
 BATCH_WAIT_SECONDS = 0.02

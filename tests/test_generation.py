@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from smt.generation import Request, Sampling, TransformersBackend, item_seed
+from smt.backends.transformers import TransformersBackend
+from smt.generation import Request, Sampling, item_seed
 from smt.generators.strategies import parse_strategies
 from smt.stages.synth_qa import parse
 

@@ -1,2 +1,3 @@
-"""Generation backends besides transformers (smt/generation.py): vLLM offline and an OpenAI-compatible HTTP
-endpoint. Each is imported only when `generation.backend` names it, so neither is needed on a CPU machine."""
+"""Generation backends behind `smt.generation.Backend`: transformers (CPU or GPU), vLLM offline and an
+OpenAI-compatible HTTP endpoint. Each is imported only when `generation.backend` names it, so neither vLLM nor
+a server is needed on a CPU machine, and jobs that only read generated records never load torch."""

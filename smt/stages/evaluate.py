@@ -19,10 +19,11 @@ import polars as pl
 from tqdm import tqdm
 
 from smt import answering, io, prompts, scoring, stats
+from smt.backends.transformers import TransformersBackend
 from smt.benchmarks.tables import FREE_FORM, MULTIPLE_CHOICE
 from smt.context import StageContext
 from smt.framing import framed_question
-from smt.generation import Request, Sampling, TransformersBackend
+from smt.generation import Request, Sampling
 
 # The model is a local folder; never let a load fall back to a hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
