@@ -18,6 +18,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # A configuration small enough for a few minutes on 2 CPU cores; every stage still does the real thing.
 SMALL = {
+    "ingest": {"max_documents": 3},
     "synth_qa": {"per_document": 2, "max_new_tokens": 48},
     "synth_docs": {
         "max_new_tokens": 64,

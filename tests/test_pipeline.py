@@ -2,20 +2,26 @@
 
 One small configuration runs end to end with `snakemake --cores 2`; then `smt record` makes DVC agree; then for
 one key of every stage (and a source edit), both tools must find out of date exactly the readers of that key
-and their descendants, as the registry computes them. A second workspace runs `dvc repro` from a clean state.
+and their descendants, as the registry computes them. A DVC remote serves a fresh clone; a second workspace
+runs `dvc repro` from a clean state; and a real one-node SLURM cluster rebuilds the training half of the graph
+to the same scores.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
-from conftest import SMALL, make_workspace, sh
+from conftest import SMALL, deep_update, env, make_workspace, sh
 from slurm_cluster import ClusterUnavailable, SlurmCluster
 
 from smt import params as P
@@ -53,6 +59,7 @@ def dvc_status(ws: Path) -> set[str]:
 def check_scores(ws: Path, params: dict) -> None:
     questions = pl.read_parquet(ws / "results/data/demo/questions.parquet").height
     budget = params["mix"]["token_budgets"][0]
+    n = min(questions, params["eval"]["max_questions"] or questions)
     for condition in R.CONDITIONS:
         stem = (
             f"results/scores/demo/{budget}/{condition}"
@@ -61,7 +68,7 @@ def check_scores(ws: Path, params: dict) -> None:
         )
         score = json.loads((ws / f"{stem}.json").read_text())
         assert SCORE_KEYS <= set(score), f"{condition}: missing {SCORE_KEYS - set(score)}"
-        assert score["n"] == min(questions, params["eval"]["max_questions"] or questions)
+        assert score["n"] == n
         assert 0.0 <= score["accuracy"] <= 1.0 and score["correct"] == round(score["accuracy"] * score["n"])
         assert score["condition"] == condition and score["scorer"] == "loglik"
         preds = (ws / f"{stem}.predictions.jsonl").read_text().splitlines()
@@ -69,7 +76,8 @@ def check_scores(ws: Path, params: dict) -> None:
         assert score["ci_low"] <= score["accuracy"] <= score["ci_high"]
     scores = {c: json.loads((ws / R.score_path(c).replace("{benchmark}", "demo").replace("{budget}", str(budget)))
                             .read_text())["accuracy"] for c in R.CONDITIONS}  # fmt: skip
-    assert scores["rag_base"] > scores["closed_book_base"], scores  # the excerpts hold the answers
+    if n >= 10:  # the excerpts hold the answers (too few questions could tie)
+        assert scores["rag_base"] > scores["closed_book_base"], scores
     report = (ws / "results/report.md").read_text()
     assert "| demo |" in report and "## Scaling" in report and "C = 2MD + 6ND" in report
     assert (ws / "results/report.html").read_text().count("data:image/png;base64,") == 1
@@ -85,16 +93,24 @@ def built(small_workspace: Path) -> Path:
     return small_workspace
 
 
+@pytest.fixture(scope="module")
+def recorded(built: Path) -> Path:
+    """The built workspace recorded in DVC. Each test that edits it restores it and checks that both tools
+    are clean again, so this runs once."""
+    sh("python -m smt record", built)
+    return built
+
+
 def test_snakemake_builds_every_score(built: Path) -> None:
     check_scores(built, P.load(built / "params.yaml"))
     manifest = json.loads((built / "results/synth/demo/qa.manifest.json").read_text())
-    assert manifest["counts"]["requested"] == 5 * SMALL["synth_qa"]["per_document"]
+    assert manifest["counts"]["requested"] == SMALL["ingest"]["max_documents"] * SMALL["synth_qa"]["per_document"]
     assert manifest["sampling"]["qa"] == {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 48}
     assert manifest["provenance"]["versions"]["transformers"] == "5.19.0"
 
 
-def test_record_makes_dvc_agree_and_nothing_is_left_to_do(built: Path) -> None:
-    sh("python -m smt record", built)
+def test_record_makes_dvc_agree_and_nothing_is_left_to_do(recorded: Path) -> None:
+    built = recorded
     assert dvc_status(built) == set()
     assert snakemake_pending(built) == set()
     shown = json.loads(sh("dvc exp show --json", built).stdout)
@@ -130,8 +146,8 @@ def set_key(ws: Path, key: str, value: object) -> object:
 
 
 @pytest.mark.parametrize(("key", "value"), KEYS, ids=[k for k, _ in KEYS])
-def test_changing_one_key_rebuilds_exactly_its_closure(built: Path, key: str, value: object) -> None:
-    sh("python -m smt record", built)
+def test_changing_one_key_rebuilds_exactly_its_closure(recorded: Path, key: str, value: object) -> None:
+    built = recorded
     params = P.load(built / "params.yaml")
     expected = R.downstream(params, R.readers_of_key(params, key))
     old = set_key(built, key, value)
@@ -145,8 +161,8 @@ def test_changing_one_key_rebuilds_exactly_its_closure(built: Path, key: str, va
     assert dvc_status(built) == set()
 
 
-def test_adding_a_token_budget_builds_only_that_budgets_model_and_scores(built: Path) -> None:
-    sh("python -m smt record", built)
+def test_adding_a_token_budget_builds_only_that_budgets_model_and_scores(recorded: Path) -> None:
+    built = recorded
     old = set_key(built, "mix.token_budgets", [*SMALL["mix"]["token_budgets"], 3000])
     try:
         new = {f"{s}@demo-3000" for s in ("mix", "train", "eval_smt_closed_book", "eval_smt_rag")}
@@ -167,8 +183,8 @@ def test_adding_a_token_budget_builds_only_that_budgets_model_and_scores(built: 
     ],
     ids=["source module", "benchmark file"],
 )
-def test_editing_a_file_reruns_its_readers_in_both_tools(built: Path, path: str, root: str) -> None:
-    sh("python -m smt record", built)
+def test_editing_a_file_reruns_its_readers_in_both_tools(recorded: Path, path: str, root: str) -> None:
+    built = recorded
     edited = built / path
     original, stat = edited.read_bytes(), edited.stat()
     params = P.load(built / "params.yaml")
@@ -183,21 +199,12 @@ def test_editing_a_file_reruns_its_readers_in_both_tools(built: Path, path: str,
         edited.write_bytes(original)
         os.utime(edited, (stat.st_atime, stat.st_mtime))
     assert snakemake_pending(built) == set()
+    assert dvc_status(built) == set()
 
 
-def test_dvc_repro_from_clean_state_then_sync(tmp_path: Path) -> None:
-    ws = make_workspace(tmp_path, SMALL)
-    sh("dvc repro", ws, timeout=1500)
-    check_scores(ws, P.load(ws / "params.yaml"))
-    assert dvc_status(ws) == set()
-    sh("python -m smt sync", ws)
-    assert snakemake_pending(ws) == set()
-    assert dvc_status(ws) == set()
-
-
-def test_dvc_remote_then_a_fresh_clone_pulls_the_results_without_recomputing(built: Path, tmp_path: Path) -> None:
+def test_dvc_remote_then_a_fresh_clone_pulls_the_results_without_recomputing(recorded: Path, tmp_path: Path) -> None:
     """The README's sharing recipe with a local-directory remote (an S3 remote works the same way)."""
-    sh("python -m smt record", built)
+    built = recorded
     sh(f"dvc remote add --default --force storage {tmp_path / 'remote'}", built)
     sh("dvc push", built)
     sh("git add -A && git -c user.name=t -c user.email=t@t commit -qm 'results recorded in dvc.lock'", built)
@@ -216,10 +223,64 @@ def test_dvc_remote_then_a_fresh_clone_pulls_the_results_without_recomputing(bui
     assert ran == [] and not (clone / "results/benchmarks").exists(), f"a fresh clone recomputed: {ran}"
 
 
-def test_slurm_cluster_runs_the_graph_to_the_same_scores(built: Path, tmp_path: Path) -> None:
-    """profiles/slurm on a real one-node SLURM cluster (tests/slurm_cluster.py) gives the local run's score
-    files; GPU rules run on the gpu partition with the devices SLURM granted them."""
-    ws = make_workspace(tmp_path, SMALL)
+# `dvc repro` from a clean state in a second workspace, with shorter generations and fewer questions (the scores
+# of the full configuration are compared above). It runs in the background, one thread, while the SLURM test
+# mostly waits on its cluster's job polling; its test, the last one, waits for it.
+DVC_CLEAN = {
+    "synth_docs": {
+        "max_new_tokens": 32,
+        "generators": {
+            "active_reading": {"strategies_max_new_tokens": 24},
+            "focal_rewrite": {"strategies_max_new_tokens": 24},
+        },
+    },
+    "eval": {"max_questions": 4},
+}
+
+
+@pytest.fixture(scope="module")
+def dvc_from_clean(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+    ws = make_workspace(tmp_path_factory.mktemp("dvc"), deep_update(copy.deepcopy(SMALL), DVC_CLEAN))
+    with (ws.parent / "dvc-repro.log").open("wb") as log:
+        proc = subprocess.Popen(
+            ["dvc", "repro"], cwd=ws, env={**env(), "OMP_NUM_THREADS": "1"}, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            yield ws, proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def copy_built(built: Path, dest: Path, roots: set[str]) -> set[str]:
+    """A copy of the built workspace (mtimes and Snakemake's metadata kept) without the outputs of `roots`;
+    returns the instances that must run again: the roots and everything downstream of them."""
+    skip = {built / ".dvc" / "cache", built / ".dvc" / "tmp"}
+    shutil.copytree(built, dest, symlinks=True, ignore=lambda d, names: [n for n in names if Path(d, n) in skip])
+    params = P.load(dest / "params.yaml")
+    for iid in roots:
+        name, _, values = iid.partition("@")
+        st = R.stage(name)
+        axes = dict(zip(st.axes, values.split("-"), strict=True)) if values else {}
+        for out in R.stage_outputs(st, axes, params).values():
+            path = dest / out
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return R.downstream(params, roots)
+
+
+def test_slurm_cluster_rebuilds_half_the_graph_to_the_same_scores(
+    built: Path, tmp_path: Path, dvc_from_clean: tuple[Path, subprocess.Popen[bytes]]
+) -> None:
+    """profiles/slurm on a real one-node SLURM cluster (tests/slurm_cluster.py). It rebuilds, from the local
+    run's synthetic data, the mix, training and every score of the trained model, plus the base model's
+    closed-book score: CPU jobs, a GPU job and the 8-GPU training job. Each score equals the local run's;
+    GPU rules run on the gpu partition with the devices SLURM granted them. (The first half of the graph,
+    generation, runs the same command in the same way; two full builds would not fit CI's time.)"""
+    budget = SMALL["mix"]["token_budgets"][0]
+    ws = tmp_path / "ws"
+    rerun = copy_built(built, ws, {f"mix@demo-{budget}", "eval_closed_book_base@demo"})
+    assert snakemake_pending(ws) == rerun
     try:
         cluster = SlurmCluster().start()
     except ClusterUnavailable as exc:
@@ -227,10 +288,10 @@ def test_slurm_cluster_runs_the_graph_to_the_same_scores(built: Path, tmp_path: 
     try:
         # squeue for job states: without accounting storage, sacct cannot answer
         sh(
-            cluster.shell_prefix() + "timeout --kill-after=30 1500 snakemake --workflow-profile profiles/slurm "
-            "--jobs 1 --slurm-status-command squeue --slurm-init-seconds-before-status-checks 2",
+            cluster.shell_prefix() + "timeout --kill-after=30 900 snakemake --workflow-profile profiles/slurm "
+            "--jobs 3 --slurm-status-command squeue --slurm-init-seconds-before-status-checks 2",
             ws,
-            timeout=1800,
+            timeout=1000,
         )
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{cluster.logs()}") from None
@@ -238,16 +299,39 @@ def test_slurm_cluster_runs_the_graph_to_the_same_scores(built: Path, tmp_path: 
         cluster.stop()
     params = P.load(ws / "params.yaml")
     check_scores(ws, params)
-    scores = sorted(p.relative_to(built) for p in (built / "results/scores").rglob("*.json"))
-    assert len(scores) == len(R.CONDITIONS)
     same = ("accuracy", "correct", "n", "condition", "benchmark", "scorer", "params_fingerprint")
-    for path in scores:
+    for condition in R.CONDITIONS:
+        path = R.score_path(condition).replace("{benchmark}", "demo").replace("{budget}", str(budget))
         local, cluster_run = json.loads((built / path).read_text()), json.loads((ws / path).read_text())
         assert {k: cluster_run[k] for k in same} == {k: local[k] for k in same}, path
-    budget = params["mix"]["token_budgets"][0]
+    for st in R.STAGES:
+        for axes in R.instances(st, params):
+            log = (ws / R.log_path(st, axes)).read_text()
+            job = re.search(r"GPUs requested (\d+).*SLURM job \d+ \(partition (\w+)\)", log)
+            if R.instance_id(st, axes) not in rerun:
+                assert job is None, f"{R.instance_id(st, axes)} ran again on the cluster"
+                continue
+            assert job, f"{R.instance_id(st, axes)} did not run as a SLURM job:\n{log[-2000:]}"
+            assert job[2] == ("gpu" if int(job[1]) else "cpu"), job[0]
     train_log = (ws / f"results/logs/train/demo-{budget}.log").read_text()
     assert re.search(r"GPUs requested 8, CUDA_VISIBLE_DEVICES='0,1,2,3,4,5,6,7' .*\(partition gpu\)", train_log)
     eval_log = (ws / "results/logs/eval_closed_book_base/demo.log").read_text()
     assert re.search(r"GPUs requested 1, CUDA_VISIBLE_DEVICES='[0-7]' .*SLURM job \d+ \(partition gpu\)", eval_log)
-    assert "GPUs requested 0" in (ws / "results/logs/ingest/demo.log").read_text()
     assert snakemake_pending(ws) == set()
+
+
+def test_dvc_repro_from_clean_state_then_sync(dvc_from_clean: tuple[Path, subprocess.Popen[bytes]]) -> None:
+    """Every stage once more, one at a time as DVC runs them, including the DVC-only path where a generation
+    stage runs all its shards itself; then `smt sync` makes Snakemake agree."""
+    ws, proc = dvc_from_clean
+    try:
+        code = proc.wait(timeout=1500)
+    except subprocess.TimeoutExpired:
+        code = None
+    log = (ws.parent / "dvc-repro.log").read_text(errors="replace")
+    assert code == 0, f"dvc repro exited with {code}:\n{log[-6000:]}"
+    check_scores(ws, P.load(ws / "params.yaml"))
+    assert dvc_status(ws) == set()
+    sh("python -m smt sync", ws)
+    assert snakemake_pending(ws) == set()
+    assert dvc_status(ws) == set()
