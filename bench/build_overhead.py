@@ -1,8 +1,8 @@
 """Build-system overhead on a paper-sized graph: how long Snakemake and DVC take to decide what to run.
 
-The graph: 3 benchmarks x 5 token budgets x 2 document generators x 64 shards (set with --set). A copy of the
-project gets placeholder outputs for every job (no model runs), marked up to date for Snakemake (--touch) and
-recorded for DVC (dvc commit), then the script times:
+The graph: 3 benchmarks x 5 token budgets x 2 document generators (params.yaml's) x 64 shards; `--set` changes
+it. A copy of the project gets placeholder outputs for every job (no model runs), marked up to date for
+Snakemake (--touch) and recorded for DVC (dvc commit), then the script times:
 
 - `snakemake -n` with everything to do (the DAG alone), and as a no-op after the placeholders;
 - `dvc status` as a no-op;
@@ -10,7 +10,7 @@ recorded for DVC (dvc commit), then the script times:
 
 Each figure is printed with its ratio to the no-op `snakemake -n` of the same run.
 
-    python bench/build_overhead.py [--set synth_docs.generators='[active_reading, focal_rewrite]' ...]
+    python bench/build_overhead.py [--set generation.shards=8 mix.token_budgets='[1000, 2000]' ...]
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ GRAPH = {
         "longhealth": {"source": "tests/fixtures/longhealth"},
     },
     "mix": {"token_budgets": [1000, 4000, 16000, 64000, 256000]},
+    "generation": {"shards": 64},
 }
 CHANGED_KEY = ("train.learning_rate", 2e-4)
 
@@ -74,7 +75,8 @@ def workspace(dest: Path, changes: list[tuple[str, Any]]) -> Path:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dest / rel)
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    params.update(GRAPH)
+    for key, value in GRAPH.items():
+        params[key] = {**params[key], **value} if key == "generation" else value
     for key, value in changes:
         set_key(params, key, value)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
