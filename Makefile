@@ -27,7 +27,7 @@ run: setup  ## the main job on the embedded default
 test: setup  ## the test suite (includes full Snakemake and DVC runs of a small configuration)
 	ruff check .
 	snakemake --lint
-	pytest -v
+	pytest -v --durations=15
 
 dvc-yaml: setup
 	python -m smt render-dvc

@@ -1,11 +1,14 @@
-"""Shared fixtures: a copy of the project in a temporary git repository, and the base model built once."""
+"""Shared fixtures: a copy of the project in a temporary git repository, the base model built once, and the
+`dvc repro` from a clean state that starts in the background as soon as the session knows it will need it."""
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,3 +91,73 @@ def base_model(small_workspace: Path) -> Path:
     """The embedded default base model, built by Snakemake as a single target of the small workspace."""
     sh("snakemake --cores 2 results/models/base", small_workspace)
     return small_workspace / "results" / "models" / "base"
+
+
+# `dvc repro` from a clean state (tests/test_pipeline.py): a whole second build, with shorter generations and
+# fewer questions (the full configuration's scores are checked on the Snakemake build). DVC runs one stage at a
+# time, so it starts, on one thread, as soon as the session has collected its test, and uses the core that the
+# unit tests and the Snakemake build leave idle; the test waits for it.
+DVC_CLEAN_TEST = "test_dvc_repro_from_clean_state_then_sync"
+DVC_CLEAN = {
+    "synth_docs": {
+        "max_new_tokens": 32,
+        "generators": {
+            "active_reading": {"strategies_max_new_tokens": 24},
+            "focal_rewrite": {"strategies_max_new_tokens": 24},
+        },
+    },
+    "eval": {"max_questions": 4},
+}
+
+
+class BackgroundBuild:
+    """A command in a fresh workspace, started now and waited for later; its output goes to a log file."""
+
+    def __init__(self, cmd: list[str], changes: dict) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="smt-background-"))
+        (self.root / "ws").mkdir()
+        self.ws = make_workspace(self.root / "ws", changes)
+        self.log = self.root / "build.log"
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                cmd, cwd=self.ws, env={**env(), "OMP_NUM_THREADS": "1"}, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def wait(self, timeout: float) -> tuple[int | None, str]:
+        """The exit code (None if still running after `timeout` seconds) and the output."""
+        try:
+            code: int | None = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        return code, self.log.read_text(errors="replace")
+
+    def stop(self, keep: bool) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if not keep:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+_BACKGROUND: dict[str, BackgroundBuild] = {}
+
+
+def _dvc_clean_build() -> BackgroundBuild:
+    return BackgroundBuild(["dvc", "repro"], deep_update(copy.deepcopy(SMALL), DVC_CLEAN))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not session.config.option.collectonly and any(item.name == DVC_CLEAN_TEST for item in session.items):
+        _BACKGROUND[DVC_CLEAN_TEST] = _dvc_clean_build()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for build in _BACKGROUND.values():
+        build.stop(keep=exitstatus != 0)  # a failed session keeps the workspace to look at
+
+
+@pytest.fixture(scope="session")
+def dvc_from_clean() -> BackgroundBuild:
+    if DVC_CLEAN_TEST not in _BACKGROUND:
+        _BACKGROUND[DVC_CLEAN_TEST] = _dvc_clean_build()
+    return _BACKGROUND[DVC_CLEAN_TEST]

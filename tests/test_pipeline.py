@@ -9,19 +9,16 @@ to the same scores.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
 import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
-from conftest import SMALL, deep_update, env, make_workspace, sh
+from conftest import SMALL, BackgroundBuild, sh
 from slurm_cluster import ClusterUnavailable, SlurmCluster
 
 from smt import params as P
@@ -223,36 +220,6 @@ def test_dvc_remote_then_a_fresh_clone_pulls_the_results_without_recomputing(rec
     assert ran == [] and not (clone / "results/benchmarks").exists(), f"a fresh clone recomputed: {ran}"
 
 
-# `dvc repro` from a clean state in a second workspace, with shorter generations and fewer questions (the scores
-# of the full configuration are compared above). It runs in the background, one thread, while the SLURM test
-# mostly waits on its cluster's job polling; its test, the last one, waits for it.
-DVC_CLEAN = {
-    "synth_docs": {
-        "max_new_tokens": 32,
-        "generators": {
-            "active_reading": {"strategies_max_new_tokens": 24},
-            "focal_rewrite": {"strategies_max_new_tokens": 24},
-        },
-    },
-    "eval": {"max_questions": 4},
-}
-
-
-@pytest.fixture(scope="module")
-def dvc_from_clean(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
-    ws = make_workspace(tmp_path_factory.mktemp("dvc"), deep_update(copy.deepcopy(SMALL), DVC_CLEAN))
-    with (ws.parent / "dvc-repro.log").open("wb") as log:
-        proc = subprocess.Popen(
-            ["dvc", "repro"], cwd=ws, env={**env(), "OMP_NUM_THREADS": "1"}, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            yield ws, proc
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-
 def copy_built(built: Path, dest: Path, roots: set[str]) -> set[str]:
     """A copy of the built workspace (mtimes and Snakemake's metadata kept) without the outputs of `roots`;
     returns the instances that must run again: the roots and everything downstream of them."""
@@ -269,17 +236,16 @@ def copy_built(built: Path, dest: Path, roots: set[str]) -> set[str]:
     return R.downstream(params, roots)
 
 
-def test_slurm_cluster_rebuilds_half_the_graph_to_the_same_scores(
-    built: Path, tmp_path: Path, dvc_from_clean: tuple[Path, subprocess.Popen[bytes]]
-) -> None:
+def test_slurm_cluster_rebuilds_the_training_half_to_the_same_scores(built: Path, tmp_path: Path) -> None:
     """profiles/slurm on a real one-node SLURM cluster (tests/slurm_cluster.py). It rebuilds, from the local
-    run's synthetic data, the mix, training and every score of the trained model, plus the base model's
-    closed-book score: CPU jobs, a GPU job and the 8-GPU training job. Each score equals the local run's;
-    GPU rules run on the gpu partition with the devices SLURM granted them. (The first half of the graph,
-    generation, runs the same command in the same way; two full builds would not fit CI's time.)"""
+    run's training mix, the 8-GPU training job, every score of the trained model and the base model's
+    closed-book score (1-GPU jobs), then the scaling fit and the report (CPU jobs). Each score equals the local
+    run's; each job ran as an sbatch job on the partition its GPUs call for, with the devices SLURM granted;
+    no other job ran again. (The other stages run the same command in the same way; under the SLURM executor
+    each job costs tens of seconds of submission and polling, and the whole graph twice would not fit CI.)"""
     budget = SMALL["mix"]["token_budgets"][0]
     ws = tmp_path / "ws"
-    rerun = copy_built(built, ws, {f"mix@demo-{budget}", "eval_closed_book_base@demo"})
+    rerun = copy_built(built, ws, {f"train@demo-{budget}", "eval_closed_book_base@demo"})
     assert snakemake_pending(ws) == rerun
     try:
         cluster = SlurmCluster().start()
@@ -315,21 +281,18 @@ def test_slurm_cluster_rebuilds_half_the_graph_to_the_same_scores(
             assert job[2] == ("gpu" if int(job[1]) else "cpu"), job[0]
     train_log = (ws / f"results/logs/train/demo-{budget}.log").read_text()
     assert re.search(r"GPUs requested 8, CUDA_VISIBLE_DEVICES='0,1,2,3,4,5,6,7' .*\(partition gpu\)", train_log)
+    assert "SLURM job" in (ws / "results/logs/report/all.log").read_text()  # a CPU job: checked above
     eval_log = (ws / "results/logs/eval_closed_book_base/demo.log").read_text()
     assert re.search(r"GPUs requested 1, CUDA_VISIBLE_DEVICES='[0-7]' .*SLURM job \d+ \(partition gpu\)", eval_log)
     assert snakemake_pending(ws) == set()
 
 
-def test_dvc_repro_from_clean_state_then_sync(dvc_from_clean: tuple[Path, subprocess.Popen[bytes]]) -> None:
-    """Every stage once more, one at a time as DVC runs them, including the DVC-only path where a generation
-    stage runs all its shards itself; then `smt sync` makes Snakemake agree."""
-    ws, proc = dvc_from_clean
-    try:
-        code = proc.wait(timeout=1500)
-    except subprocess.TimeoutExpired:
-        code = None
-    log = (ws.parent / "dvc-repro.log").read_text(errors="replace")
+def test_dvc_repro_from_clean_state_then_sync(dvc_from_clean: BackgroundBuild) -> None:
+    """Every stage once more, one at a time as DVC runs them (started at collection, see conftest.py), including
+    the DVC-only path where a generation stage runs all its shards itself; then `smt sync` makes Snakemake agree."""
+    code, log = dvc_from_clean.wait(timeout=1500)
     assert code == 0, f"dvc repro exited with {code}:\n{log[-6000:]}"
+    ws = dvc_from_clean.ws
     check_scores(ws, P.load(ws / "params.yaml"))
     assert dvc_status(ws) == set()
     sh("python -m smt sync", ws)
