@@ -75,8 +75,8 @@ def workspace(dest: Path, changes: list[tuple[str, Any]]) -> Path:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dest / rel)
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    for key, value in GRAPH.items():
-        params[key] = {**params[key], **value} if key == "generation" else value
+    for key, value in GRAPH.items():  # the benchmarks replace params.yaml's; other sections are updated
+        params[key] = value if key == "benchmarks" else {**params[key], **value}
     for key, value in changes:
         set_key(params, key, value)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -82,6 +82,7 @@ def shard_end_to_end(model: str, stage: str, axes: dict[str, str]) -> dict[str, 
     with tempfile.TemporaryDirectory() as tmp:
         ws = Path(tmp)
         shutil.copy(ROOT / "params.yaml", ws / "params.yaml")
+        (ws / "smt").symlink_to(ROOT / "smt")  # a shard's fingerprint hashes its stage's source files
         (ws / "results/models").mkdir(parents=True)
         (ws / "results/models/base").symlink_to(Path(model).resolve())
         (ws / "results/data").mkdir()
