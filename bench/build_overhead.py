@@ -30,6 +30,9 @@ from typing import Any
 import results_file
 import yaml
 
+from smt import params as P
+from smt import registry as R
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 GRAPH = {
@@ -88,10 +91,17 @@ def placeholder_outputs(ws: Path) -> int:
     """Create every job's outputs (from `snakemake --summary`) as small files, then mark them up to date."""
     _, summary = run("snakemake --summary --cores 1 --quiet", ws)
     rows = list(csv.DictReader(io.StringIO(summary[summary.index("output_file") :]), delimiter="\t"))
-    directories = {r["output_file"] for r in rows if r.get("rule") in {"model", "train", "rag_index", "download"}}
+    params = P.load(ws / "params.yaml")
+    directories = {
+        path
+        for st in R.STAGES
+        for axes in R.instances(st, params)
+        for key, path in R.stage_outputs(st, axes, params).items()
+        if st.outputs[key].directory
+    }
     for row in rows:
         path = ws / row["output_file"]
-        if row["output_file"] in directories or path.suffix == "":
+        if row["output_file"] in directories or row.get("rule") == "download":
             path.mkdir(parents=True, exist_ok=True)
             (path / "placeholder").write_text("x\n")
         else:
