@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from smt import gpus, stamps
+from smt import dvc_render, externals, gpus, guard, stamps
 from smt import params as P
 from smt import registry as R
 from smt.context import StageContext
@@ -55,11 +56,18 @@ def run_stage(name: str, axes: dict[str, str], params_path: str = "params.yaml",
         allowed = R.axis_values(params, axis)
         if axes.get(axis) not in allowed:
             raise SystemExit(f"smt {name}: --{axis} {axes.get(axis)!r} is not in params.yaml; allowed: {allowed}")
+    if os.environ.get("DVC_STAGE") and dvc_render.stale(params):
+        raise SystemExit(
+            f"smt {name}: dvc.yaml does not match params.yaml (a benchmark, token budget or generator was added or "
+            "removed, which changes the stages and their exact inputs). Run `python -m smt render-dvc`, then "
+            "`dvc repro` (or `dvc exp run`) again."
+        )
     try:  # under Snakemake: this job's own GPUs (CUDA_VISIBLE_DEVICES), before torch loads
         devices = gpus.assign(f"smt {name}")
     except gpus.GpuError as exc:
         raise SystemExit(f"smt {name}: {exc}") from None
     started = time.time()
+    externals.refresh(R.external_names(st), params)
     stamps.refresh(st, axes, params)
     ctx = StageContext(
         stage=st,
@@ -72,8 +80,19 @@ def run_stage(name: str, axes: dict[str, str], params_path: str = "params.yaml",
     )
     ctx.log.info("stage %s %s (params %s)", name, axes, ctx.fingerprint)
     ctx.log.info("%s", devices.describe())
-    module = importlib.import_module(f"smt.stages.{IMPLEMENTATIONS[name]}")
-    module.run(ctx)
+    with guard.FileAudit() as opened:
+        module = importlib.import_module(f"smt.stages.{IMPLEMENTATIONS[name]}")
+        module.run(ctx)
+    scratch = [
+        str(Path(p).parent) for i in range(shard_count(st, params)) for p in R.shard_outputs(st, axes, i).values()
+    ]
+    guard.check(
+        f"{name} {axes}",
+        R.stage_code(st, axes),
+        [p for paths in ctx.inputs.values() for p in paths],
+        [*ctx.outputs.values(), *scratch],
+        opened,
+    )
     expected = ctx.outputs if shard is None else R.shard_outputs(st, axes, shard)
     missing = [p for p in expected.values() if not Path(p).exists()]
     if missing:
@@ -85,9 +104,14 @@ def run_stage(name: str, axes: dict[str, str], params_path: str = "params.yaml",
     ctx.log.info("stage %s done in %.1fs", name, time.time() - started)
 
 
+def shard_count(st: R.Stage, params: dict[str, Any]) -> int:
+    return P.get(params, R.SHARDS_KEY) if st.shards else 0
+
+
 def _tool_commands(sub: Any) -> None:
     sub.add_parser("render-dvc", help="write dvc.yaml from the stage registry")
     sub.add_parser("check", help="validate params.yaml and print the stage instances")
+    sub.add_parser("refresh-externals", help="re-hash the model folders and packages params.yaml names")
     rec = sub.add_parser("record", help="after a Snakemake run: record the outputs in DVC (dvc commit)")
     rec.add_argument("--save", metavar="NAME", nargs="?", const="", help="also `dvc exp save` the workspace")
     sub.add_parser("sync", help="after a DVC checkout/pull: make Snakemake agree (touch when DVC is clean)")
@@ -104,8 +128,10 @@ def _tool_commands(sub: Any) -> None:
     srv.add_argument("--batch-size", type=int, default=8, help="requests generated together at most")
     srv.add_argument("--api-key-env", help="require `Authorization: Bearer $NAME` (the variable's name, not the key)")
     srv.add_argument("--served-model-name", help="the model name clients send (default: the model's id)")
-    closure = sub.add_parser("affected", help="stage instances a params key or source file change reruns")
-    closure.add_argument("what", nargs="+", help="dotted params keys or source file paths")
+    closure = sub.add_parser("affected", help="stage instances a params change or a file edit reruns")
+    closure.add_argument(
+        "what", nargs="+", help="file paths, dotted params keys, or key=value (a YAML value) for an exact answer"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

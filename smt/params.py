@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -18,8 +19,14 @@ class ParamsError(ValueError):
     """params.yaml does not match the schema; the message names the key and what is allowed."""
 
 
-def _schema() -> dict[str, Any]:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+@functools.cache
+def _schema_text() -> str:
+    return SCHEMA_PATH.read_text()
+
+
+def schema() -> dict[str, Any]:
+    """The params schema (a fresh copy)."""
+    return yaml.safe_load(_schema_text())
 
 
 def _subschema(schema: dict[str, Any], path: list[Any]) -> dict[str, Any]:
@@ -55,11 +62,11 @@ def _describe(error: jsonschema.ValidationError, schema: dict[str, Any], source:
 
 def validate(params: dict[str, Any], source: str = "params.yaml") -> dict[str, Any]:
     """Raise ParamsError naming the first offending key (most specific first)."""
-    schema = _schema()
-    validator = jsonschema.Draft202012Validator(schema)
+    spec = schema()
+    validator = jsonschema.Draft202012Validator(spec)
     errors = sorted(validator.iter_errors(params), key=lambda e: (-len(e.absolute_path), str(e.absolute_path)))
     if errors:
-        raise ParamsError(_describe(errors[0], schema, source))
+        raise ParamsError(_describe(errors[0], spec, source))
     return params
 
 
@@ -85,6 +92,15 @@ def get(params: dict[str, Any], dotted: str) -> Any:
             raise KeyError(f"params key '{dotted}' not found (missing '{part}')")
         node = node[part]
     return node
+
+
+def set_value(params: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set a dotted key in place (its parents must exist)."""
+    *parents, last = dotted.split(".")
+    node = get(params, ".".join(parents)) if parents else params
+    if not isinstance(node, dict):
+        raise KeyError(f"params key '{dotted}': '{'.'.join(parents)}' is not a mapping")
+    node[last] = value
 
 
 def subset(params: dict[str, Any], keys: tuple[str, ...] | list[str]) -> dict[str, Any]:

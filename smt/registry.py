@@ -9,10 +9,12 @@ have (e.g. the report reading `results/scores/{benchmark}/...`) means "for every
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from smt import codedeps, externals
 from smt import params as P
 
 CONDITIONS = ("closed_book_base", "rag_base", "smt_closed_book", "smt_rag")
@@ -42,16 +44,6 @@ SHARDS_KEY = "generation.shards"
 QA = "results/synth/{benchmark}/qa.jsonl"
 DOCS = "results/synth/{benchmark}/docs/{generator}.jsonl"
 CONTAMINATION = "results/synth/{benchmark}/contamination.json"
-GENERATION_CODE = (
-    "smt/generation.py",
-    "smt/backends/__init__.py",
-    "smt/backends/transformers.py",
-    "smt/backends/vllm.py",
-    "smt/backends/http.py",
-    "smt/synth.py",
-    "smt/shards.py",
-    "smt/prompts/__init__.py",
-)
 EVAL_KEYS = (
     "seed",
     "eval.scorer",
@@ -62,6 +54,7 @@ EVAL_KEYS = (
     "eval.judge_model",
 )
 HITS = "results/retrieval/{benchmark}/hits.jsonl"
+RETRIEVAL_REPORT = "results/retrieval/{benchmark}/retrieval_report.json"
 
 
 @dataclass(frozen=True)
@@ -82,6 +75,7 @@ class Stage:
     inputs: dict[str, str]
     outputs: dict[str, Output]
     params: tuple[str, ...]
+    # The stage's entry modules; its code dependencies are computed from them (smt.codedeps).
     code: tuple[str, ...]
     command_args: tuple[str, ...] = ()
     resources: dict[str, int] = field(default_factory=lambda: {"mem_mb": 2000, "runtime": 30, "gpu": 0})
@@ -94,8 +88,16 @@ class Stage:
     shards: dict[str, Output] = field(default_factory=dict)
 
     def keys(self, axes: dict[str, str]) -> tuple[str, ...]:
-        """The params keys one instance reads: `{axis}` placeholders (e.g. `benchmarks.{benchmark}`) filled in."""
-        return tuple(k.format_map(axes) for k in self.params)
+        """The params keys one instance reads: `{axis}` placeholders (e.g. `benchmarks.{benchmark}`) filled in,
+        plus the key listing the values of every other axis its inputs range over (the report reads every
+        benchmark's scores, so it reads `benchmarks`: dropping one changes what it reads)."""
+        return tuple(k.format_map(axes) for k in self.params) + tuple(AXIS_VALUES_KEY[a] for a in self.fan_in_axes)
+
+    @property
+    def fan_in_axes(self) -> tuple[str, ...]:
+        """Axes that are not the stage's own but that its input paths range over."""
+        found = [a for path in self.inputs.values() for a in _AXIS_REF.findall(_without_refs(path))]
+        return tuple(a for a in dict.fromkeys(found) if a not in self.axes)
 
     def command(self, placeholders: dict[str, str]) -> str:
         """The shell command, each axis given as its placeholder: '{wildcards.benchmark}' (Snakemake), '${key}'
@@ -103,6 +105,21 @@ class Stage:
         parts = ["python -m smt", self.name, *self.command_args]
         parts += [f"--{axis} {placeholders[axis]}" for axis in self.axes]
         return " ".join(parts)
+
+
+def _without_refs(template: str) -> str:
+    return PARAM_REFS.sub("", template)
+
+
+def external_inputs(*names: str) -> dict[str, str]:
+    """Inputs naming the content fingerprints of model folders and packages (smt.externals)."""
+    return {f"external_{name.replace('.', '_')}": externals.path(name) for name in names}
+
+
+def external_names(st: Stage) -> list[str]:
+    """The references (smt.externals) whose fingerprints a stage reads."""
+    prefix = externals.FOLDER + "/"
+    return [v[len(prefix) : -len(".json")] for v in st.inputs.values() if v.startswith(prefix)]
 
 
 def _out(path: str, **kw: Any) -> Output:
@@ -120,20 +137,11 @@ def _eval_stage(condition: str) -> Stage:
     inputs = {"model": SMT_MODEL if smt else BASE_MODEL, "questions": QUESTIONS, "documents": DOCUMENTS}
     score = score_path(condition)
     inputs["judge"] = BASE_MODEL  # free-form answers are judged by the base model unless eval.judge_model is set
+    inputs.update(external_inputs("eval.judge_model"))
     if rag:
         inputs["hits"] = HITS
-    code = (
-        "smt/stages/evaluate.py",
-        "smt/scoring.py",
-        "smt/framing.py",
-        "smt/answering.py",
-        "smt/stats.py",
-        "smt/generation.py",
-        "smt/backends/transformers.py",
-        "smt/prompts/mc_cot.txt",
-        "smt/prompts/free_form_answer.txt",
-        "smt/prompts/judge.txt",
-    )
+        inputs["retrieval_report"] = RETRIEVAL_REPORT  # summarized in the score file
+    code = ("smt/stages/evaluate.py",)
     return Stage(
         name=f"eval_{condition}",
         doc=f"Score the {'SMT' if smt else 'base'} model {'with retrieval' if rag else 'closed-book'}.",
@@ -158,7 +166,7 @@ STAGES: tuple[Stage, ...] = (
         name="model",
         doc="Materialize the base model (generator and student) as a normal Hugging Face model folder.",
         axes=(),
-        inputs={},
+        inputs=external_inputs("model"),
         outputs={"model": _out(BASE_MODEL, directory=True)},
         params=("model.source", "model.id", "model.package", "model.gguf_file", "model.path", "model.dtype"),
         code=("smt/stages/model.py",),
@@ -177,13 +185,7 @@ STAGES: tuple[Stage, ...] = (
             "details": _out("results/data/{benchmark}/ingest_details.json", kind="meta"),
         },
         params=("benchmarks.{benchmark}", "ingest.max_documents"),
-        code=(
-            "smt/stages/ingest.py",
-            "smt/benchmarks/__init__.py",
-            "smt/benchmarks/tables.py",
-            "smt/benchmarks/pdf.py",
-            "smt/benchmarks/loaders/{benchmark}.py",
-        ),
+        code=("smt/stages/ingest.py", "smt/benchmarks/loaders/{benchmark}.py"),
         resources={"mem_mb": 4000, "runtime": 30, "gpu": 0},
         threads=2,
         heavy=True,
@@ -209,7 +211,7 @@ STAGES: tuple[Stage, ...] = (
             "synth_qa.top_p",
             "synth_qa.max_new_tokens",
         ),
-        code=("smt/stages/synth_qa.py", *GENERATION_CODE, "smt/prompts/synth_qa.txt"),
+        code=("smt/stages/synth_qa.py",),
         resources={"mem_mb": 4000, "runtime": 120, "gpu": 0},
         threads=2,
         heavy=True,
@@ -237,15 +239,7 @@ STAGES: tuple[Stage, ...] = (
             "synth_docs.max_new_tokens",
             "synth_docs.generators.{generator}",
         ),
-        code=(
-            "smt/stages/synth_docs.py",
-            *GENERATION_CODE,
-            "smt/generators/__init__.py",
-            "smt/generators/strategies.py",
-            "smt/generators/{generator}.py",
-            "smt/prompts/active_reading_strategies.txt",
-            "smt/prompts/{generator}.txt",
-        ),
+        code=("smt/stages/synth_docs.py", "smt/generators/{generator}.py"),
         resources={"mem_mb": 4000, "runtime": 240, "gpu": 0},
         threads=2,
         heavy=True,
@@ -258,23 +252,17 @@ STAGES: tuple[Stage, ...] = (
         inputs={"qa": QA, "docs": DOCS, "questions": QUESTIONS, "documents": DOCUMENTS},
         outputs={"report": _out(CONTAMINATION, kind="metric")},
         params=("audit.ngram", "audit.max_contamination"),
-        code=("smt/stages/synth_contamination.py", "smt/contamination.py", "smt/records.py"),
+        code=("smt/stages/synth_contamination.py",),
         resources={"mem_mb": 2000, "runtime": 30, "gpu": 0},
     ),
     Stage(
         name="synth_audit",
         doc="Measure the synthetic data: tokens per stream and generator, lexical and semantic (Vendi) diversity.",
         axes=("benchmark",),
-        inputs={"model": BASE_MODEL, "qa": QA, "docs": DOCS},
+        inputs={"model": BASE_MODEL, "qa": QA, "docs": DOCS, **external_inputs("audit.embedding_model")},
         outputs={"report": _out("results/synth/{benchmark}/audit.json", kind="metric")},
         params=("seed", "audit.embedding_model", "audit.max_items_per_generator"),
-        code=(
-            "smt/stages/synth_audit.py",
-            "smt/diversity.py",
-            "smt/contamination.py",
-            "smt/records.py",
-            "smt/retrieval.py",
-        ),
+        code=("smt/stages/synth_audit.py",),
         resources={"mem_mb": 2000, "runtime": 60, "gpu": 0},
         threads=2,
         heavy=True,
@@ -299,7 +287,7 @@ STAGES: tuple[Stage, ...] = (
             "report": _out("results/mix/{benchmark}/{budget}/mix_report.json", kind="metric"),
         },
         params=("seed", "mix.qa_share", "mix.replay_fraction", "mix.replay_corpus"),
-        code=("smt/stages/mix.py", "smt/records.py"),
+        code=("smt/stages/mix.py",),
         resources={"mem_mb": 2000, "runtime": 10, "gpu": 0},
     ),
     Stage(
@@ -349,10 +337,10 @@ STAGES: tuple[Stage, ...] = (
         name="rag_index",
         doc="Chunk the documents and build BM25 (rank-bm25) and dense (faiss) indexes.",
         axes=("benchmark",),
-        inputs={"documents": DOCUMENTS},
+        inputs={"documents": DOCUMENTS, **external_inputs("rag.embedding_model")},
         outputs={"index": _out(INDEX, directory=True)},
         params=("rag.chunk_unit", "rag.chunk_size", "rag.chunk_overlap", "rag.prepend_metadata", "rag.embedding_model"),
-        code=("smt/stages/rag_index.py", "smt/retrieval.py"),
+        code=("smt/stages/rag_index.py",),
         resources={"mem_mb": 2000, "runtime": 30, "gpu": 0},
         threads=2,
         heavy=True,
@@ -362,10 +350,16 @@ STAGES: tuple[Stage, ...] = (
         name="retrieve",
         doc="Retrieve (and optionally rerank) the chunks for every question once, for both RAG conditions.",
         axes=("benchmark",),
-        inputs={"index": INDEX, "questions": QUESTIONS, "documents": DOCUMENTS, "model": BASE_MODEL},
+        inputs={
+            "index": INDEX,
+            "questions": QUESTIONS,
+            "documents": DOCUMENTS,
+            "model": BASE_MODEL,
+            **external_inputs("rag.embedding_model", "rag.reranker_model"),
+        },
         outputs={
             "hits": _out(HITS),
-            "report": _out("results/retrieval/{benchmark}/retrieval_report.json", kind="metric"),
+            "report": _out(RETRIEVAL_REPORT, kind="metric"),
         },
         params=(
             "rag.embedding_model",
@@ -376,7 +370,7 @@ STAGES: tuple[Stage, ...] = (
             "rag.reranker_model",
             "rag.context_order",
         ),
-        code=("smt/stages/retrieve.py", "smt/retrieval.py", "smt/rerank.py", "smt/framing.py"),
+        code=("smt/stages/retrieve.py",),
         resources={"mem_mb": 4000, "runtime": 30, "gpu": 0},
         threads=2,
         heavy=True,
@@ -401,7 +395,7 @@ STAGES: tuple[Stage, ...] = (
             "figure": _out("results/scaling/{benchmark}/scaling.png", kind="plot"),
         },
         params=(),
-        code=("smt/stages/scaling.py", "smt/stats.py"),
+        code=("smt/stages/scaling.py",),
         resources={"mem_mb": 1000, "runtime": 5, "gpu": 0},
     ),
     Stage(
@@ -544,6 +538,17 @@ def downstream(params: dict[str, Any], roots: set[str]) -> set[str]:
     return seen
 
 
+def changed_instances(old: dict[str, Any], new: dict[str, Any]) -> set[str]:
+    """Instances under `new` whose params values differ from `old`, or that `old` does not have."""
+    before = {instance_id(st, ax): P.subset(old, st.keys(ax)) for st in STAGES for ax in instances(st, old)}
+    return {
+        instance_id(st, ax)
+        for st in STAGES
+        for ax in instances(st, new)
+        if before.get(instance_id(st, ax)) != P.subset(new, st.keys(ax))
+    }
+
+
 def related_keys(a: str, b: str) -> bool:
     """Whether two dotted keys are the same, or one holds the other."""
     return a == b or a.startswith(b + ".") or b.startswith(a + ".")
@@ -559,11 +564,36 @@ def readers_of_key(params: dict[str, Any], key: str) -> set[str]:
     }
 
 
+def axis_universe(axis: str) -> tuple[str, ...]:
+    """Every value an axis can take by the schema (a mapping's allowed keys), for code templates."""
+    node = P.schema()
+    for part in AXIS_VALUES_KEY[axis].split("."):
+        node = node["properties"][part]
+    return tuple(node.get("properties", {}))
+
+
+def code_templates(st: Stage) -> tuple[str, ...]:
+    """A stage's source, prompt and data files, computed from its entry modules (smt.codedeps), with `{axis}`
+    where a file is chosen by the instance (its generator's module and prompts, its benchmark's loader)."""
+    return _code_templates(st.code)
+
+
+@functools.cache
+def _code_templates(roots: tuple[str, ...]) -> tuple[str, ...]:
+    axes = {a for root in roots for a in _AXIS_REF.findall(root)}
+    return codedeps.templates(roots, {a: axis_universe(a) for a in axes})
+
+
 def stage_code(st: Stage, axes: dict[str, str]) -> tuple[str, ...]:
     """The source files one instance depends on (`{axis}` filled in, e.g. its benchmark's loader)."""
-    return tuple(fill_axes(c, axes) for c in st.code)
+    return tuple(fill_axes(c, axes) for c in code_templates(st))
 
 
 def readers_of_file(params: dict[str, Any], path: str) -> set[str]:
-    """Instances that list this source file among their code dependencies."""
-    return {instance_id(st, ax) for st in STAGES for ax in instances(st, params) if path in stage_code(st, ax)}
+    """Instances that list this file among their code dependencies or read it as an input."""
+    return {
+        instance_id(st, ax)
+        for st in STAGES
+        for ax in instances(st, params)
+        if path in stage_code(st, ax) or any(path in paths for paths in stage_inputs(st, ax, params).values())
+    }

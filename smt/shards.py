@@ -27,7 +27,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from smt import io, prompts, synth
+from smt import artifacts, io, prompts, synth
 from smt import params as P
 from smt import registry as R
 from smt.context import StageContext
@@ -44,13 +44,14 @@ def assign(docs: list[dict[str, Any]], index: int, count: int) -> list[dict[str,
 class Partial:
     """A shard's completions so far: one JSON line each after a header naming the model and backend."""
 
-    def __init__(self, path: Path, identity: dict[str, Any]) -> None:
+    def __init__(self, path: Path, identity: dict[str, Any], log: Callable[[str], None] = print) -> None:
         self.path = path
         self.identity = identity
+        self.log = log
 
     def load(self) -> dict[str, dict[str, Any]]:
-        """Completions by key. A last line cut short by a kill is dropped; one from another model or backend
-        (the header differs) means the whole file is stale."""
+        """Completions by key. A last line cut short by a kill is dropped; one made by other code, another model
+        or other backend settings (the header differs) means the whole file is stale, and the log says why."""
         if not self.path.exists():
             return {}
         lines = self.path.read_text().split("\n")
@@ -59,7 +60,14 @@ class Partial:
             header = json.loads(lines[0])
         except json.JSONDecodeError:
             header = {}
-        if header.get("identity") != self.identity:
+        previous = header.get("identity")
+        if previous != self.identity:
+            changed = sorted(
+                k for k in self.identity if not isinstance(previous, dict) or previous.get(k) != self.identity[k]
+            )
+            self.log(
+                f"{self.path}: discarding the completions of an earlier run (changed: {', '.join(changed) or 'format'})"
+            )
             self.path.unlink()
             return {}
         entries: dict[str, dict[str, Any]] = {}
@@ -186,11 +194,20 @@ def _entry(c: Completion, digest: str) -> dict[str, Any]:
     return entry
 
 
-def partial_identity(settings: BackendSettings, model_revision: str) -> dict[str, Any]:
-    """What must match for a partial file's completions to be reused (the requests are checked one by one)."""
+# Settings of the HTTP backend that change how requests are sent, not what comes back.
+TRANSPORT_SETTINGS = ("batch_size", "concurrency", "max_retries", "backoff_seconds", "timeout_seconds")
+
+
+def partial_identity(settings: BackendSettings, model_revision: str, code: dict[str, str]) -> dict[str, Any]:
+    """What must match for a partial file's completions to be reused (the requests are checked one by one):
+    the code that made them, the model and every backend setting that shapes a completion."""
     if settings.backend == "http":
-        return {"backend": "http", "base_url": settings.http["base_url"], "model": settings.http["model"]}
-    return {"backend": settings.backend, "model": model_revision, "dtype": settings.dtype}
+        http = {k: v for k, v in settings.http.items() if k not in TRANSPORT_SETTINGS and k != "api_key_env"}
+        return {"backend": "http", "http": http, "code": code}
+    identity = {"backend": settings.backend, "model": model_revision, "dtype": settings.dtype, "code": code}
+    if settings.backend == "vllm":
+        identity["vllm"] = {k: v for k, v in settings.vllm.items() if k != "batch_size"}
+    return identity
 
 
 def _generation(counts: dict[str, Any]) -> dict[str, Any]:
@@ -205,10 +222,6 @@ def _generation(counts: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _sha256_file(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
 class Engine:
     """Runs the shards of one stage instance (all of them, or the one `ctx.shard` names) and merges them."""
 
@@ -220,20 +233,20 @@ class Engine:
         self.settings = synth.backend_settings(ctx)
         self.documents = synth.documents(ctx)
         self.model = synth.model_identity(ctx.input("model"))
+        self.code = artifacts.files_hash(R.stage_code(ctx.stage, ctx.axes))
         self.fingerprint = self._fingerprint()
         self._backend: Backend | None = None
 
     def _fingerprint(self) -> str:
         """Everything a shard's records depend on: params values, input contents, code and shard count."""
-        inputs = {name: [synth.content_hash(p) for p in paths] for name, paths in sorted(self.ctx.inputs.items())}
-        code = {path: _sha256_file(path) for path in R.stage_code(self.ctx.stage, self.ctx.axes)}
+        inputs = {name: [artifacts.content_hash(p) for p in paths] for name, paths in sorted(self.ctx.inputs.items())}
         blob = json.dumps(
             {
                 "stage": self.ctx.stage.name,
                 "axes": self.ctx.axes,
                 "params": P.subset(self.ctx.params, self.ctx.keys),
                 "inputs": inputs,
-                "code": code,
+                "code": self.code,
                 "shards": self.count,
             },
             sort_keys=True,
@@ -275,7 +288,9 @@ class Engine:
             index,
             self.count,
             docs,
-            Partial(paths["partial"], partial_identity(self.settings, self.model["revision"])),
+            Partial(
+                paths["partial"], partial_identity(self.settings, self.model["revision"], self.code), self.ctx.log.info
+            ),
             self.backend,
         )
         outcome = self.produce(run)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from smt import io
+from smt import externals, io
 from smt import params as P
 from smt import registry as R
 
@@ -28,10 +28,21 @@ def _built(stamp: Path) -> Path:
     return stamp.with_suffix(".built")
 
 
+def values(st: R.Stage, axes: dict[str, str], params: dict[str, Any]) -> dict[str, Any]:
+    """What a stamp holds: the values of the instance's keys, and the content digest of each model folder or
+    package it reads (smt.externals; refreshed before), so that for Snakemake a re-downloaded model is a change
+    and a reverted one is not."""
+    found = P.subset(params, st.keys(axes))
+    names = R.external_names(st)
+    if names:
+        found["external content"] = {name: externals.digest(name) for name in names}
+    return found
+
+
 def refresh(st: R.Stage, axes: dict[str, str], params: dict[str, Any]) -> Path:
     """Bring one stamp up to date with params; touch it only when the values differ."""
     stamp = Path(R.stamp_path(st, axes))
-    content = _content(P.subset(params, st.keys(axes)))
+    content = _content(values(st, axes, params))
     if stamp.exists() and stamp.read_text() == content:
         return stamp
     io.write_text(stamp, content)

@@ -3,8 +3,6 @@ bookkeeping of accepted and rejected items (no item is ever dropped silently).""
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import importlib.metadata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,12 +12,9 @@ from typing import Any
 import polars as pl
 
 from smt import io
+from smt.artifacts import content_hash
 from smt.context import StageContext
 from smt.generation import BackendSettings, Completion, Sampling
-
-# Files above this size are hashed by samples (start, middle, end) so a 100 GB model is identified in seconds.
-FULL_HASH_LIMIT = 64 * 2**20
-SAMPLE_BYTES = 8 * 2**20
 
 
 def documents(ctx: StageContext) -> list[dict[str, Any]]:
@@ -58,40 +53,6 @@ def backend_info(settings: BackendSettings) -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             info["version"] = None
     return info
-
-
-def _file_digest(path: Path) -> str:
-    stat = path.stat()
-    return _digest(str(path), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.cache
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    """A file's digest, computed once per process for a given size and modification time."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        if size <= FULL_HASH_LIMIT:
-            for block in iter(lambda: fh.read(2**20), b""):
-                digest.update(block)
-        else:
-            for offset in (0, size // 2, size - SAMPLE_BYTES):
-                fh.seek(offset)
-                digest.update(fh.read(SAMPLE_BYTES))
-    return digest.hexdigest()
-
-
-def content_hash(path: str | Path) -> str:
-    """A content hash of a file or folder (hidden files skipped): names, sizes and contents, files above 64 MiB
-    by three 8 MiB samples."""
-    path = Path(path)
-    files = (
-        [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-    )
-    digest = hashlib.sha256()
-    for f in files:
-        rel = f.name if f == path else str(f.relative_to(path))
-        digest.update(f"{rel}\x1f{f.stat().st_size}\x1f{_file_digest(f)}\n".encode())
-    return digest.hexdigest()[:16]
 
 
 def model_identity(model_dir: str) -> dict[str, Any]:

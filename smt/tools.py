@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from smt import dvc_render, stamps
+import yaml
+
+from smt import dvc_render, externals, stamps
 from smt import params as P
 from smt import registry as R
 
@@ -24,25 +28,36 @@ def dvc_out_of_date() -> list[str]:
     if proc.returncode != 0:
         raise RuntimeError(f"dvc status failed:\n{proc.stderr}")
     status = json.loads(proc.stdout or "{}")
-    return sorted(k for k in status if not k.endswith(".dvc"))
+    return sorted(k for k in status if not k.endswith(".dvc") and k != dvc_render.EXTERNAL_STAGE)
 
 
-def render_dvc() -> int:
-    Path("dvc.yaml").write_text(dvc_render.render())
-    print("wrote dvc.yaml", file=sys.stderr)
+def prepare(params: dict[str, Any]) -> None:
+    """Bring everything derived from params.yaml up to date: the params stamps, the fingerprints of external
+    folders and packages, and dvc.yaml (whose exact inputs follow the benchmarks, budgets and generators)."""
+    externals.refresh_all(params)
+    stamps.refresh_all(params)
+    if dvc_render.write(params):
+        print("smt: dvc.yaml re-rendered from params.yaml", file=sys.stderr)
+
+
+def render_dvc(params_path: str) -> int:
+    dvc_render.write(P.load(params_path))
+    print("dvc.yaml matches params.yaml", file=sys.stderr)
     return 0
 
 
 def check(params_path: str) -> int:
     params = P.load(params_path)
+    prepare(params)
     for st in R.STAGES:
         for axes in R.instances(st, params):
             print(f"{R.instance_id(st, axes):40s} params {P.fingerprint(params, st.keys(axes))}")
     return 0
 
 
-def record(save: str | None) -> int:
+def record(params_path: str, save: str | None) -> int:
     """After a Snakemake run: store the outputs in the DVC cache and dvc.lock without recomputing."""
+    prepare(P.load(params_path))
     proc = _run(["dvc", "commit", "--force"])
     sys.stderr.write(proc.stdout + proc.stderr)
     if proc.returncode != 0:
@@ -73,6 +88,7 @@ def sync(params_path: str) -> int:
         )
         return 1
     params = P.load(params_path)
+    prepare(params)
     stamps.mark_all_built(params)
     proc = _run(["snakemake", "--touch", "--cores", "1", "--quiet"])
     sys.stderr.write(proc.stdout + proc.stderr)
@@ -83,11 +99,25 @@ def sync(params_path: str) -> int:
 
 
 def affected(params_path: str, what: list[str]) -> int:
+    """What a change reruns, as both tools will run it: for a file, its readers (a core module: every stage);
+    for `key=value`, the instances whose params stamp differs or that are new under the new value; for a bare
+    key, its readers. Each with everything downstream, in the graph of the params after the change."""
     params = P.load(params_path)
+    changed = copy.deepcopy(params)
     roots: set[str] = set()
     for item in what:
-        roots |= R.readers_of_file(params, item) if Path(item).exists() else R.readers_of_key(params, item)
-    for iid in sorted(R.downstream(params, roots)):
+        key, eq, value = item.partition("=")
+        if eq:
+            P.set_value(changed, key, yaml.safe_load(value))
+        elif Path(item).exists():
+            roots |= R.readers_of_file(params, item)
+        else:
+            P.get(params, key)  # a KeyError names an unknown key
+            roots |= R.readers_of_key(params, key)
+    if changed != params:
+        P.validate(changed, f"{params_path} with {' '.join(w for w in what if '=' in w)}")
+        roots |= R.changed_instances(params, changed)
+    for iid in sorted(R.downstream(changed, roots)):
         print(iid)
     return 0
 
@@ -111,11 +141,14 @@ def download(benchmark: str, dest: str | None, all_documents: bool, base_url: st
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "render-dvc":
-        return render_dvc()
+        return render_dvc(args.params)
     if args.command == "check":
         return check(args.params)
+    if args.command == "refresh-externals":
+        externals.refresh_all(P.load(args.params))
+        return 0
     if args.command == "record":
-        return record(args.save)
+        return record(args.params, args.save)
     if args.command == "sync":
         return sync(args.params)
     if args.command == "download":

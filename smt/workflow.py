@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from smt import gpus, stamps
+from smt import externals, gpus, tools
 from smt import params as P
 from smt import registry as R
 
@@ -23,14 +23,15 @@ class ConfigMismatch(ValueError):
 
 
 def load_params(config: dict[str, Any], path: str = "params.yaml") -> dict[str, Any]:
-    """Validate params.yaml, insist Snakemake's config is exactly it, and refresh every params stamp."""
+    """Validate params.yaml, insist Snakemake's config is exactly it, and bring what derives from it up to date
+    (params stamps, external fingerprints, dvc.yaml)."""
     params = P.load(path)
     if config and config != params:
         raise ConfigMismatch(
             "params.yaml is the only configuration: Snakemake --config/--configfile overrides are not seen by the "
             "stages. Edit params.yaml (or use `dvc exp run -S key=value`)."
         )
-    stamps.refresh_all(params)
+    tools.prepare(params)
     return params
 
 
@@ -73,8 +74,12 @@ def inputs(name: str, params: dict[str, Any]) -> dict[str, Any]:
 def shard_inputs(name: str, params: dict[str, Any]) -> dict[str, Any]:
     """What one shard job reads: everything its stage reads (files, code, params stamp)."""
     st = R.stage(name)
-    found: dict[str, Any] = {k: _wildcard_template(v, st, params) for k, v in st.inputs.items()}
-    found["code"] = list(st.code)
+    found: dict[str, Any] = {
+        k: _wildcard_template(v, st, params)
+        for k, v in st.inputs.items()
+        if not v.startswith(externals.FOLDER + "/")  # their content is in the params stamp (smt.stamps)
+    }
+    found["code"] = list(R.code_templates(st))
     found["params_stamp"] = _stamp_template(st)
     return found
 

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,6 +80,7 @@ def make_workspace(dest: Path, changes: dict | None = None) -> Path:
     params = yaml.safe_load((dest / "params.yaml").read_text())
     deep_update(params, changes or {})
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("python -m smt render-dvc", dest)  # its exact inputs follow the benchmarks, budgets and generators
     sh("git init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm init", dest)
     return dest
 
@@ -91,6 +95,74 @@ def base_model(small_workspace: Path) -> Path:
     """The embedded default base model, built by Snakemake as a single target of the small workspace."""
     sh("snakemake --cores 2 results/models/base", small_workspace)
     return small_workspace / "results" / "models" / "base"
+
+
+@pytest.fixture(scope="session")
+def built(small_workspace: Path) -> Path:
+    """The small configuration built by `snakemake --cores 2`."""
+    sh("snakemake --cores 2", small_workspace, timeout=1500)
+    return small_workspace
+
+
+@pytest.fixture(scope="session")
+def recorded(built: Path) -> Path:
+    """The built workspace recorded in DVC. Each test that edits it restores it and checks that both tools
+    are clean again, so this runs once."""
+    sh("python -m smt record", built)
+    return built
+
+
+def snakemake_pending(ws: Path) -> set[str]:
+    """Stage instances `snakemake -n` would run."""
+    return snakemake_planned(sh("snakemake -n --cores 2", ws).stdout)
+
+
+def snakemake_planned(out: str) -> set[str]:
+    """Stage instances in the output of `snakemake -n`, read from the commands it prints (a shard job,
+    `--shard i`, counts as its stage instance)."""
+    pending = set()
+    for stage, args in re.findall(r"python -m smt (\w+)((?: --(?!shard )\w+ \S+)*)", out):
+        values = re.findall(r"--\w+ (\S+)", args)
+        pending.add(f"{stage}@{'-'.join(values)}" if values else stage)
+    return pending
+
+
+def dvc_status(ws: Path) -> set[str]:
+    """The stages `dvc status` reports changed (the `external_inputs` stage, which re-hashes the model folders
+    params.yaml names on every `dvc repro`, is always listed and left out)."""
+    return set(json.loads(sh("dvc status --json", ws).stdout or "{}")) - {"external_inputs"}
+
+
+def dvc_pending(ws: Path) -> set[str]:
+    """Stage instances `dvc repro` would run, from DVC's own status and graph: the changed stages and every
+    stage downstream of them. (`dvc repro --dry --force-downstream` would also force every reader of the
+    always-run `external_inputs` stage, whose outputs change only with the folders' content.)"""
+    from dvc.repo import Repo
+
+    with contextlib.chdir(ws), Repo(str(ws)) as repo:  # stage addresses are relative to the working directory
+        todo = list(set(repo.status()) - {"external_inputs"})
+        readers: dict[str, set[str]] = {}
+        for consumer, producer in repo.index.graph.edges:
+            readers.setdefault(producer.addressing, set()).add(consumer.addressing)
+    pending: set[str] = set()
+    while todo:
+        stage = todo.pop()
+        if stage not in pending:
+            pending.add(stage)
+            todo.extend(readers.get(stage, ()))
+    return pending
+
+
+def set_key(ws: Path, key: str, value: object) -> object:
+    """Set one dotted key of the workspace's params.yaml; return the old value."""
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    *parents, last = key.split(".")
+    node = params
+    for part in parents:
+        node = node[part]
+    old, node[last] = node[last], value
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return old
 
 
 # `dvc repro` from a clean state (tests/test_pipeline.py): a whole second build, with shorter generations and

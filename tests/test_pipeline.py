@@ -1,24 +1,21 @@
 """The whole graph under Snakemake and under DVC, and selective rebuilds in both.
 
-One small configuration runs end to end with `snakemake --cores 2`; then `smt record` makes DVC agree; then for
-one key of every stage (and a source edit), both tools must find out of date exactly the readers of that key
-and their descendants, as the registry computes them. A DVC remote serves a fresh clone; a second workspace
-runs `dvc repro` from a clean state; and a real one-node SLURM cluster rebuilds the training half of the graph
-to the same scores.
+One small configuration runs end to end with `snakemake --cores 2`; then `smt record` makes DVC agree (the
+selective rebuilds of every key and file are in tests/test_rebuild.py). A DVC remote serves a fresh clone; a
+second workspace runs `dvc repro` from a clean state; and a real one-node SLURM cluster rebuilds the training
+half of the graph to the same scores.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
-from conftest import SMALL, BackgroundBuild, sh
+from conftest import SMALL, BackgroundBuild, dvc_status, sh, snakemake_pending
 from slurm_cluster import ClusterUnavailable, SlurmCluster
 
 from smt import params as P
@@ -30,27 +27,6 @@ SCORE_KEYS = {
     "accuracy", "ci_low", "ci_high", "correct", "n", "condition", "benchmark", "budget", "scorer", "prompts", "model",
     "params_fingerprint", "provenance",
 }  # fmt: skip
-
-
-def snakemake_pending(ws: Path) -> set[str]:
-    """Stage instances `snakemake -n` would run, read from the commands it prints (a shard job, `--shard i`,
-    counts as its stage instance)."""
-    out = sh("snakemake -n --cores 2", ws).stdout
-    pending = set()
-    for stage, args in re.findall(r"python -m smt (\w+)((?: --(?!shard )\w+ \S+)*)", out):
-        values = re.findall(r"--\w+ (\S+)", args)
-        pending.add(f"{stage}@{'-'.join(values)}" if values else stage)
-    return pending
-
-
-def dvc_pending(ws: Path) -> set[str]:
-    """Stage instances `dvc repro` would run: changed stages and everything downstream of them."""
-    out = sh("dvc repro --dry --force-downstream", ws).stdout
-    return set(re.findall(r"Running stage '([^']+)'", out))
-
-
-def dvc_status(ws: Path) -> set[str]:
-    return set(json.loads(sh("dvc status --json", ws).stdout or "{}"))
 
 
 def check_scores(ws: Path, params: dict) -> None:
@@ -84,20 +60,6 @@ def check_scores(ws: Path, params: dict) -> None:
     assert retrieval["document_recall"] >= 0.9 and retrieval["questions"] == questions
 
 
-@pytest.fixture(scope="module")
-def built(small_workspace: Path) -> Path:
-    sh("snakemake --cores 2", small_workspace, timeout=1500)
-    return small_workspace
-
-
-@pytest.fixture(scope="module")
-def recorded(built: Path) -> Path:
-    """The built workspace recorded in DVC. Each test that edits it restores it and checks that both tools
-    are clean again, so this runs once."""
-    sh("python -m smt record", built)
-    return built
-
-
 def test_snakemake_builds_every_score(built: Path) -> None:
     check_scores(built, P.load(built / "params.yaml"))
     manifest = json.loads((built / "results/synth/demo/qa.manifest.json").read_text())
@@ -116,87 +78,6 @@ def test_record_makes_dvc_agree_and_nothing_is_left_to_do(recorded: Path) -> Non
     assert data["params"]["params.yaml"]["data"]["mix"]["token_budgets"] == SMALL["mix"]["token_budgets"]
     metrics = data["metrics"]
     assert "accuracy" in metrics["results/scores/demo/1500/smt_rag.json"]["data"]
-
-
-# One key per family of stages (each check costs two dry runs of both tools on the whole graph; CI time is
-# bounded): data, generation, mixing, training, retrieval, evaluation, and the seed that reaches most stages.
-KEYS = [
-    ("ingest.max_documents", 4),
-    ("synth_qa.temperature", 0.9),
-    ("mix.qa_share", 0.6),
-    ("train.learning_rate", 0.0002),
-    ("rag.top_k", 3),
-    ("eval.batch_size", 4),
-    ("seed", 7),
-]
-
-
-def set_key(ws: Path, key: str, value: object) -> object:
-    params = yaml.safe_load((ws / "params.yaml").read_text())
-    *parents, last = key.split(".")
-    node = params
-    for part in parents:
-        node = node[part]
-    old, node[last] = node[last], value
-    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return old
-
-
-@pytest.mark.parametrize(("key", "value"), KEYS, ids=[k for k, _ in KEYS])
-def test_changing_one_key_rebuilds_exactly_its_closure(recorded: Path, key: str, value: object) -> None:
-    built = recorded
-    params = P.load(built / "params.yaml")
-    expected = R.downstream(params, R.readers_of_key(params, key))
-    old = set_key(built, key, value)
-    try:
-        assert snakemake_pending(built) == expected
-        assert dvc_pending(built) == expected
-        assert dvc_status(built) == R.readers_of_key(params, key)
-    finally:
-        set_key(built, key, old)
-    assert snakemake_pending(built) == set(), "a reverted value must not leave Snakemake wanting to rerun"
-    assert dvc_status(built) == set()
-
-
-def test_adding_a_token_budget_builds_only_that_budgets_model_and_scores(recorded: Path) -> None:
-    built = recorded
-    old = set_key(built, "mix.token_budgets", [*SMALL["mix"]["token_budgets"], 3000])
-    try:
-        new = {f"{s}@demo-3000" for s in ("mix", "train", "eval_smt_closed_book", "eval_smt_rag")}
-        new |= {"scaling@demo", "report"}  # the sweep's figure and the report read every budget
-        assert snakemake_pending(built) == new
-        assert dvc_pending(built) == new
-    finally:
-        set_key(built, "mix.token_budgets", old)
-    assert snakemake_pending(built) == set()
-    assert dvc_status(built) == set()
-
-
-@pytest.mark.parametrize(
-    ("path", "root"),
-    [
-        ("smt/stages/mix.py", f"mix@demo-{SMALL['mix']['token_budgets'][0]}"),
-        ("smt/benchmarks/demo/questions.jsonl", "ingest@demo"),
-    ],
-    ids=["source module", "benchmark file"],
-)
-def test_editing_a_file_reruns_its_readers_in_both_tools(recorded: Path, path: str, root: str) -> None:
-    built = recorded
-    edited = built / path
-    original, stat = edited.read_bytes(), edited.stat()
-    params = P.load(built / "params.yaml")
-    expected = R.downstream(params, {root})
-    if path.endswith(".py"):
-        assert R.readers_of_file(params, path) == {root}
-    edited.write_bytes(original + b"\n")
-    try:
-        assert snakemake_pending(built) == expected
-        assert dvc_pending(built) == expected
-    finally:
-        edited.write_bytes(original)
-        os.utime(edited, (stat.st_atime, stat.st_mtime))
-    assert snakemake_pending(built) == set()
-    assert dvc_status(built) == set()
 
 
 def test_dvc_remote_then_a_fresh_clone_pulls_the_results_without_recomputing(recorded: Path, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ PARAMS = P.load(ROOT / "params.yaml")
 
 
 def test_committed_dvc_yaml_matches_the_registry() -> None:
-    assert (ROOT / "dvc.yaml").read_text() == dvc_render.render(), (
+    assert (ROOT / "dvc.yaml").read_text() == dvc_render.render(PARAMS), (
         "dvc.yaml drifted from smt/registry.py: run `python -m smt render-dvc` and commit the result"
     )
 
@@ -111,8 +111,12 @@ def test_a_benchmarks_options_are_read_by_its_own_ingest_only() -> None:
     params = copy.deepcopy(PARAMS)
     params["benchmarks"]["quality"] = {"source": "q", "format": "leval", "split": "all", "include_leval_added": False}
     P.validate(params)
-    assert R.readers_of_key(params, "benchmarks.quality.split") == {"ingest@quality"}
-    assert R.readers_of_key(params, "benchmarks.demo") == {"ingest@demo"}
+    # the report reads the benchmarks mapping (which benchmarks exist), and is downstream of every ingest anyway
+    assert R.readers_of_key(params, "benchmarks.quality.split") == {"ingest@quality", "report"}
+    assert R.readers_of_key(params, "benchmarks.demo") == {"ingest@demo", "report"}
+    assert R.downstream(params, R.readers_of_key(params, "benchmarks.quality.split")) == R.downstream(
+        params, {"ingest@quality"}
+    )
     assert R.readers_of_file(params, "smt/benchmarks/loaders/quality.py") == {"ingest@quality"}
 
 

@@ -19,7 +19,8 @@ import pytest
 import yaml
 from conftest import deep_update, env, make_workspace, sh
 
-from smt import io
+from smt import artifacts, io
+from smt import registry as R
 from smt.backends.http import EndpointError, HTTPBackend
 from smt.cli import run_stage
 from smt.generation import BackendSettings, Completion, Sampling
@@ -214,7 +215,11 @@ def seed_entity_step(ws: Path) -> tuple[str, list[str]]:
     settings = BackendSettings("transformers", "results/models/base", "float32")
     partial = Partial(
         ws / "results/synth/demo/shards/docs/entigraph/0.partial.jsonl",
-        partial_identity(settings, model_identity("results/models/base")["revision"]),
+        partial_identity(
+            settings,
+            model_identity("results/models/base")["revision"],
+            artifacts.files_hash(R.stage_code(R.stage("synth_docs"), {"benchmark": "demo", "generator": "entigraph"})),
+        ),
     )
     text = json.dumps({"summary": "A history.", "entities": entities})
     entry = {"key": request.key, "digest": request.digest(sampling), "text": text, "finish_reason": "stop"}
@@ -303,6 +308,16 @@ def test_partial_file_survives_a_torn_last_line(tmp_path: Path) -> None:
     partial.append([{"key": "c", "digest": "d", "text": "z"}])
     assert sorted(partial.load()) == ["a", "b", "c"]
     assert sorted(Partial(partial.path, {"model": "other"}).load()) == [], "another model's completions are stale"
+
+
+def test_partial_file_from_other_code_is_discarded_and_the_log_says_why(tmp_path: Path) -> None:
+    """A killed run, then a fix in a generator or backend: the rerun must not mix old and new completions."""
+    partial = Partial(tmp_path / "0.partial.jsonl", {"model": "m", "code": {"smt/generation.py": "aaaa"}})
+    partial.append([{"key": "a", "digest": "d", "text": "x"}])
+    said: list[str] = []
+    fixed = Partial(partial.path, {"model": "m", "code": {"smt/generation.py": "bbbb"}}, said.append)
+    assert fixed.load() == {} and not partial.path.exists()
+    assert len(said) == 1 and "changed: code" in said[0]
 
 
 def test_documents_are_dealt_round_robin() -> None:

@@ -334,3 +334,36 @@ def test_checkpoints_are_kept_only_for_the_same_run(tmp_path: Path) -> None:
         (folder / "checkpoint-4" / T.TRAINER_STATE).write_text("{}")
         assert T.prepare_checkpoints(folder, {**same, **changed}, log) is None
         assert not (folder / "checkpoint-4").exists()
+
+
+def test_checkpoint_identity_follows_code_launch_configs_and_precision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint is resumed only by the same code, launch config content and resolved precision."""
+    import logging
+
+    from smt.context import StageContext
+
+    monkeypatch.chdir(ROOT)  # code paths are repository-relative
+    data, model = tmp_path / "train.jsonl", tmp_path / "model"
+    data.write_text('{"text": "x"}\n')
+    model.mkdir()
+    axes = {"benchmark": "demo", "budget": "4000"}
+    ctx = StageContext(
+        stage=R.stage("train"),
+        axes=axes,
+        params=P.load(ROOT / "params.yaml"),
+        inputs={"train": [str(data)], "model": [str(model)]},
+        outputs={},
+        log=logging.getLogger("test"),
+    )
+    config = tmp_path / "launch.yaml"
+    config.write_text("distributed_type: MULTI_GPU\n")
+    first = T.identity(ctx, 2, str(config), "fp32")
+    config.write_text("distributed_type: FSDP\nfsdp_config: {}\n")
+    second = T.identity(ctx, 2, str(config), "fp32")
+    assert first["accelerate_config"] == second["accelerate_config"] and first["launch_files"] != second["launch_files"]
+    assert T.identity(ctx, 2, str(config), "bf16")["precision"] == "bf16" != second["precision"]
+    assert set(first["code"]) == set(R.stage_code(R.stage("train"), axes)) and "smt/stages/train.py" in first["code"]
+    named = [f.name for f in T.launch_files("envs/accelerate/deepspeed_zero3.yaml")]
+    assert named == ["deepspeed_zero3.yaml", "deepspeed_zero3.json"]

@@ -235,7 +235,7 @@ def score_summary(ctx: StageContext, records: list[dict[str, Any]], scorer: str,
         summary["numeric_match_accuracy"] = sum(numeric) / len(numeric) if numeric else None
         summary["numeric_questions"] = len(numeric)
     if is_rag(ctx):
-        summary["retrieval"] = io.read_json(ctx.input("hits").replace("hits.jsonl", "retrieval_report.json"))
+        summary["retrieval"] = io.read_json(ctx.input("retrieval_report"))
     return summary
 
 

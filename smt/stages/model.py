@@ -6,9 +6,7 @@ load but keeps a quantizer flag that makes TRL refuse the model and `save_pretra
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import importlib.util
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,26 +14,9 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from smt import io
+from smt import artifacts, io
+from smt.artifacts import package_dir
 from smt.context import StageContext
-
-
-def package_dir(package: str) -> Path:
-    """Where an installed package lives, without importing it (its imports may need extras we skip)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"model.package = {package!r} is not installed; install it (see envs/requirements-cpu.txt)"
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def from_gguf_package(package: str, gguf_file: str, dtype: str, out: Path) -> dict[str, Any]:
@@ -56,7 +37,7 @@ def from_gguf_package(package: str, gguf_file: str, dtype: str, out: Path) -> di
         "package": dist,
         "package_version": importlib.metadata.version(dist),
         "gguf_file": gguf_file,
-        "gguf_sha256": sha256(gguf),
+        "gguf_sha256": artifacts.sha256(gguf),
     }
 
 

@@ -37,7 +37,6 @@ generation manifests the mix report collects; M is known when the generator is t
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -49,7 +48,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from smt import io
+from smt import artifacts, io
 from smt import params as P
 from smt import registry as R
 from smt.context import StageContext
@@ -57,6 +56,7 @@ from smt.context import StageContext
 CHECKPOINTS = Path("results/.checkpoints")
 IDENTITY = "smt_identity.json"  # what a checkpoint folder's checkpoints were trained on
 ACCELERATE_CONFIGS = Path(__file__).resolve().parents[2] / "envs" / "accelerate"
+DATA_FILES = ("envs/accelerate/*.yaml", "envs/accelerate/*.json")  # the launch configs: code dependencies too
 CONFIG_VAR = "SMT_ACCELERATE_CONFIG"  # an accelerate config file: placement, not results (see README "Training")
 PROCESSES_VAR = "SMT_TRAIN_PROCESSES"  # processes to launch; default: the GPUs the job sees
 TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint: its presence marks it complete
@@ -84,14 +84,6 @@ def precision(requested: str) -> str:
     return requested
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def examples(records: list[dict[str, Any]], loss: str, source: str) -> list[dict[str, str]]:
     """Training examples: language-modeling text, or prompt/completion pairs for answer-only loss."""
     rows = []
@@ -116,7 +108,7 @@ def model_identity(folder: str) -> dict[str, Any]:
     path = Path(folder)
     manifest = path / "smt_manifest.json"
     return {
-        "manifest_sha256": sha256_file(manifest) if manifest.exists() else None,
+        "manifest_sha256": artifacts.sha256(manifest) if manifest.exists() else None,
         "weights": {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(path.glob("*.safetensors"))},
     }
 
@@ -313,13 +305,32 @@ def loss_csv(history: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def identity(ctx: StageContext, processes: int, config: str | None) -> dict[str, Any]:
+def launch_files(config: str | None) -> list[Path]:
+    """The accelerate config a launch uses and the DeepSpeed config it names, if any."""
+    if config is None:
+        return []
+    files = [Path(config)]
+    text = Path(config).read_text()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "deepspeed_config_file" and value.strip():
+            named = Path(value.strip().strip("'\""))
+            files.append(named if named.is_file() else Path(config).parent / named.name)
+    return [f for f in files if f.is_file()]
+
+
+def identity(ctx: StageContext, processes: int, config: str | None, precision_used: str) -> dict[str, Any]:
+    """Everything that shapes a checkpoint: params, data, base model, code, process layout, launch configs and
+    the precision actually used (auto resolves by device)."""
     return {
         "params_fingerprint": ctx.fingerprint,
-        "data_sha256": sha256_file(ctx.input("train")),
+        "data_sha256": artifacts.sha256(ctx.input("train")),
         "base_model": model_identity(ctx.input("model")),
+        "code": artifacts.files_hash(R.stage_code(ctx.stage, ctx.axes)),
         "processes": processes,
         "accelerate_config": Path(config).name if config else None,
+        "launch_files": artifacts.files_hash(launch_files(config)),
+        "precision": precision_used,
     }
 
 
@@ -421,7 +432,7 @@ def run(ctx: StageContext) -> None:
 
     processes, config = launch_plan(dict(os.environ), torch.cuda.device_count())
     folder = checkpoint_folder(ctx)
-    resume = prepare_checkpoints(folder, identity(ctx, processes, config), ctx.log)
+    resume = prepare_checkpoints(folder, identity(ctx, processes, config, precision(ctx.p("train.precision"))), ctx.log)
     ctx.log.info("train: %d process(es)%s; checkpoints in %s", processes, f", {config}" if config else "", folder)
     if resume:
         ctx.log.info("train: found checkpoint %s", resume)
