@@ -80,7 +80,7 @@ def run_stage(name: str, axes: dict[str, str], params_path: str = "params.yaml",
     )
     ctx.log.info("stage %s %s (params %s)", name, axes, ctx.fingerprint)
     ctx.log.info("%s", devices.describe())
-    with guard.FileAudit() as opened:
+    with guard.Audit() as used:
         module = importlib.import_module(f"smt.stages.{IMPLEMENTATIONS[name]}")
         module.run(ctx)
     scratch = [
@@ -91,7 +91,7 @@ def run_stage(name: str, axes: dict[str, str], params_path: str = "params.yaml",
         R.stage_code(st, axes),
         [p for paths in ctx.inputs.values() for p in paths],
         [*ctx.outputs.values(), *scratch],
-        opened,
+        used,
     )
     expected = ctx.outputs if shard is None else R.shard_outputs(st, axes, shard)
     missing = [p for p in expected.values() if not Path(p).exists()]

@@ -34,20 +34,24 @@ def _hook(event: str, args: tuple[object, ...]) -> None:
         _recorders[-1].add(name)
 
 
-class FileAudit:
-    """Records the files opened inside the block (Python-level opens; libraries reading in C are not seen)."""
+class Audit:
+    """Records what the block uses: the files it opens (Python-level opens; libraries reading in C are not
+    seen) and the modules it imports (those loaded before it, by the command line, are orchestration or core)."""
 
-    def __enter__(self) -> set[str]:
+    def __enter__(self) -> Audit:
         global _installed
         if not _installed:
             sys.addaudithook(_hook)
             _installed = True
         self.opened: set[str] = set()
+        self.modules: set[str] = set()
+        self._before = set(sys.modules)
         _recorders.append(self.opened)
-        return self.opened
+        return self
 
     def __exit__(self, *exc: object) -> None:
         _recorders.remove(self.opened)
+        self.modules = set(sys.modules) - self._before
 
 
 def _relative(path: str, root: Path) -> str | None:
@@ -78,7 +82,7 @@ def check(
     code: Iterable[str],
     inputs: Iterable[str],
     outputs: Iterable[str],
-    opened: Iterable[str],
+    audit: Audit,
     root: Path | None = None,
 ) -> None:
     """Raise UndeclaredDependency naming every undeclared module or file the stage used."""
@@ -86,14 +90,14 @@ def check(
     code, inputs, outputs = set(code), list(inputs), list(outputs)
     allowed_modules = code | codedeps.ORCHESTRATION
     problems: list[str] = []
-    for name, module in sorted(sys.modules.items()):
-        path = getattr(module, "__file__", None)
+    for name in sorted(audit.modules):
+        path = getattr(sys.modules.get(name), "__file__", None)
         if (not name.startswith(codedeps.PACKAGE + ".") and name != codedeps.PACKAGE) or not path:
             continue
         rel = _relative(path, codedeps.ROOT)
         if rel and rel not in allowed_modules:
             problems.append(f"module {rel} (imported) is not among the stage's code dependencies")
-    for name in sorted(set(opened)):
+    for name in sorted(audit.opened):
         rel = _relative(name, root)
         if rel is None or not rel.startswith(CHECKED):
             continue

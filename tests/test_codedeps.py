@@ -103,16 +103,17 @@ def test_core_modules_are_declared_by_every_stage_and_orchestration_by_none() ->
 
 
 def test_the_guard_names_an_undeclared_module_and_an_undeclared_file(tmp_path: Path) -> None:
-    import smt.stats  # noqa: F401  (loaded, and not among the declared code below)
-
+    sys.modules.pop("smt.stats", None)
     (tmp_path / "results").mkdir()
     secret = tmp_path / "results" / "other_stage_output.json"
     secret.write_text("{}")
     declared_code = ["smt/__init__.py", "smt/io.py"]
-    with guard.FileAudit() as opened:
+    with guard.Audit() as used:
+        import smt.stats  # noqa: F401  (loaded by the stage, and not among the declared code)
+
         secret.read_text()
     with pytest.raises(guard.UndeclaredDependency) as err:
-        guard.check("demo", declared_code, [], [str(tmp_path / "results/out.json")], opened, root=tmp_path)
+        guard.check("demo", declared_code, [], [str(tmp_path / "results/out.json")], used, root=tmp_path)
     assert "module smt/stats.py" in str(err.value)
     assert "file results/other_stage_output.json" in str(err.value)
 
@@ -123,12 +124,10 @@ def test_the_guard_accepts_declared_inputs_outputs_and_scratch(tmp_path: Path) -
     for f in files:
         (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / f).write_text("x")
-    with guard.FileAudit() as opened:
+    with guard.Audit() as used:
         for f in files:
             (tmp_path / f).read_text()
-    loaded = [p for p, m in sys.modules.items() if p.startswith("smt")]
-    code = {Path(m.__file__).resolve().relative_to(ROOT).as_posix() for n in loaded if (m := sys.modules[n]).__file__}
-    guard.check("demo", code, ["results/index"], ["results/out.json"], opened, root=tmp_path)
+    guard.check("demo", [], ["results/index"], ["results/out.json"], used, root=tmp_path)
 
 
 def test_affected_names_every_instance_for_a_core_module_and_none_for_orchestration() -> None:
