@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test lint dvc-yaml clean
+.PHONY: setup run test smoke lint dvc-yaml clean
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,12 @@ test: setup  ## the test suite (includes full Snakemake and DVC runs of a small 
 	ruff check .
 	snakemake --lint
 	pytest -v --durations=15
+
+smoke: setup  ## the whole graph on config/smoke.params.yaml, in a scratch copy of the repository (minutes)
+	@dir=$$(mktemp -d -t smt-smoke-XXXXXX) && git ls-files -co --exclude-standard | tar -cf - -T - | tar -xf - -C $$dir \
+	  && cp config/smoke.params.yaml $$dir/params.yaml && cd $$dir && git init -q && git add -A \
+	  && git -c user.name=smoke -c user.email=smoke@localhost commit -qm smoke \
+	  && snakemake --cores $(CORES) && python -m smt record && cat results/report.md && echo "smoke build: $$dir"
 
 dvc-yaml: setup
 	python -m smt render-dvc

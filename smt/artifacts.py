@@ -1,4 +1,5 @@
-"""Content hashing of files and folders: the one implementation every identity in smt is built on.
+"""Content hashing of files and folders, and the identity of a model folder: the one implementation every
+identity in smt is built on.
 
 Files above 64 MiB are hashed by three 8 MiB samples (start, middle, end), so a 100 GB model folder is
 identified in seconds; smaller files are hashed whole. A digest is computed once per process for a given path,
@@ -10,8 +11,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 FULL_HASH_LIMIT = 64 * 2**20
 SAMPLE_BYTES = 8 * 2**20
@@ -79,3 +82,20 @@ def package_dir(package: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(f"package {package!r} is not installed (see envs/requirements-models.txt)")
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+MANIFEST = "smt_manifest.json"  # what smt records in every model folder it writes
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """A model folder's smt manifest ({} for a folder smt did not write)."""
+    path = Path(folder) / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def model_identity(folder: str | Path) -> dict[str, Any]:
+    """Model id and revision of a model folder: its manifest's id and revision when it records one, else a
+    content hash of the folder."""
+    manifest = read_manifest(folder)
+    revision = manifest.get("revision") or f"sha256:{content_hash(folder)}"
+    return {"id": manifest.get("model_id"), "revision": revision, "source": manifest.get("source"), "path": str(folder)}

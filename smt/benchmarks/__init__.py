@@ -1,15 +1,25 @@
-"""Benchmarks: loaders from published formats to smt's normalized tables, and their download pins."""
+"""Benchmarks: loaders from published formats to smt's normalized tables, and their download pins.
+
+A benchmark is one loader module, `smt/benchmarks/loaders/<name>.py` with `load(source, options, workers)`, its
+entry in the params schema (`benchmarks.<name>`: source folder and options) and, when its files can be fetched,
+its pins in `sources.yaml`. Nothing else lists benchmarks: the command line, the download rule and the stages
+find them here.
+"""
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from smt.benchmarks.tables import Loaded
+import yaml
 
-NAMES = ("demo", "quality", "longhealth", "financebench")
-DOWNLOADABLE = ("quality", "longhealth", "financebench")
+if TYPE_CHECKING:
+    from smt.benchmarks.tables import Loaded
+
+LOADERS = Path(__file__).parent / "loaders"
+NAMES = tuple(sorted(p.stem for p in LOADERS.glob("*.py") if not p.name.startswith("_")))
+DOWNLOADABLE = tuple(sorted(yaml.safe_load((Path(__file__).parent / "sources.yaml").read_text())))
 
 
 def load(name: str, options: dict[str, Any], workers: int = 1) -> Loaded:
@@ -20,7 +30,4 @@ def load(name: str, options: dict[str, Any], workers: int = 1) -> Loaded:
     if not source.is_dir():
         hint = f" (fetch it with `python -m smt download {name}`)" if name in DOWNLOADABLE else ""
         raise FileNotFoundError(f"benchmarks.{name}.source: folder {source} does not exist{hint}")
-    loader = importlib.import_module(f"smt.benchmarks.loaders.{name}")
-    if name == "financebench":
-        return loader.load(source, options, workers)
-    return loader.load(source, options)
+    return importlib.import_module(f"smt.benchmarks.loaders.{name}").load(source, options, workers)

@@ -10,7 +10,13 @@ DIR = Path(__file__).parent
 
 
 def load(name: str) -> str:
+    """A prompt file's text, exactly (templates that end in a newline keep it)."""
     return (DIR / f"{name}.txt").read_text()
+
+
+def text(name: str) -> str:
+    """A prompt whose file's final newline is not part of it (the model's turn follows on the same line)."""
+    return load(name).removesuffix("\n")
 
 
 def digest(name: str) -> str:

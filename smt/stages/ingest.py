@@ -9,7 +9,7 @@ import polars as pl
 
 from smt import benchmarks, io
 from smt.benchmarks import tables as T
-from smt.context import StageContext
+from smt.pipeline.context import StageContext
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 

@@ -6,21 +6,23 @@ import time
 
 import polars as pl
 
-from smt import io, retrieval
-from smt.context import StageContext
+from smt import io
+from smt.pipeline.context import StageContext
+from smt.rag import embedding, retrieval
+from smt.rag.chunks import chunk_documents
 
 
 def run(ctx: StageContext) -> None:
     started = time.time()
     docs = pl.read_parquet(ctx.input("documents")).sort("doc_id").to_dicts()
     unit, model = ctx.p("rag.chunk_unit"), ctx.p("rag.embedding_model")
-    chunks = retrieval.chunk_documents(
+    chunks = chunk_documents(
         docs,
         ctx.p("rag.chunk_size"),
         ctx.p("rag.chunk_overlap"),
         unit=unit,
         prepend_metadata=ctx.p("rag.prepend_metadata"),
-        tokenizer=retrieval.load_tokenizer(model) if unit == "tokens" else None,
+        tokenizer=embedding.load_tokenizer(model) if unit == "tokens" else None,
     )
     ctx.log.info("%d documents -> %d chunks of up to %d %s", len(docs), len(chunks), ctx.p("rag.chunk_size"), unit)
     with io.atomic_dir(ctx.outputs["index"]) as tmp:

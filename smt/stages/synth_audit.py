@@ -4,26 +4,19 @@ sentence embeddings) per generator."""
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from transformers import AutoTokenizer
 
-from smt import diversity, io, records, retrieval
-from smt.context import StageContext
-from smt.generation import item_seed
-
-
-def sample(items: list[dict[str, Any]], limit: int, seed: int, name: str) -> list[dict[str, Any]]:
-    """All items, or `limit` of them drawn with a seed (embedding every item of a large run is slow on CPU)."""
-    if not limit or len(items) <= limit:
-        return items
-    return random.Random(item_seed(seed, name, "audit")).sample(items, limit)
+from smt import io
+from smt.pipeline.context import StageContext
+from smt.rag import embedding
+from smt.synth import diversity, records
 
 
 def run(ctx: StageContext) -> None:
     tokenizer = AutoTokenizer.from_pretrained(ctx.input("model"))
-    embedder = retrieval.load_embedder(ctx.p("audit.embedding_model"))
+    embedder = embedding.load_embedder(ctx.p("audit.embedding_model"))
     found = records.streams(ctx.input("qa"), ctx.inputs["docs"])
     report: dict[str, Any] = {"tokens": {}, "items": {}, "unique_4gram_ratio": {}, "vendi": {}}
     for name, items in found.items():
@@ -33,8 +26,8 @@ def run(ctx: StageContext) -> None:
             sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False).input_ids) if texts else 0
         )
         report["unique_4gram_ratio"][name] = round(diversity.unique_ngram_ratio(texts), 4)
-        chosen = sample(items, ctx.p("audit.max_items_per_generator"), ctx.p("seed"), name)
-        vectors = retrieval.embed(embedder, [records.text(item) for item in chosen])
+        chosen = diversity.sample(items, ctx.p("audit.max_items_per_generator"), ctx.p("seed"), name)
+        vectors = embedding.embed(embedder, [records.text(item) for item in chosen])
         report["vendi"][name] = round(diversity.vendi_score(vectors), 4)
     report["tokens_by_stream"] = {
         "qa": report["tokens"]["qa"],

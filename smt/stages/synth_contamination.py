@@ -11,8 +11,9 @@ from typing import Any
 
 import polars as pl
 
-from smt import contamination, io, records
-from smt.context import StageContext
+from smt import io
+from smt.pipeline.context import StageContext
+from smt.synth import contamination, records
 
 TOP = 10
 

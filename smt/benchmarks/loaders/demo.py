@@ -9,7 +9,7 @@ from smt import io
 from smt.benchmarks import tables as T
 
 
-def load(source: Path, options: dict[str, Any]) -> T.Loaded:
+def load(source: Path, options: dict[str, Any], workers: int = 1) -> T.Loaded:
     docs_path, questions_path = source / "documents.jsonl", source / "questions.jsonl"
     documents = []
     for i, raw in enumerate(io.read_jsonl(docs_path), 1):

@@ -75,7 +75,7 @@ def patient_question(q: Any, patient: str, texts: dict[str, Any], path: Path, la
     )  # fmt: skip
 
 
-def load(source: Path, options: dict[str, Any]) -> T.Loaded:
+def load(source: Path, options: dict[str, Any], workers: int = 1) -> T.Loaded:
     path = source / FILE
     data = _read(path)
     loaded = T.Loaded([], [])

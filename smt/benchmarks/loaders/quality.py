@@ -30,7 +30,7 @@ _COMMENT = re.compile(r"^\s*<!--.*?-->", re.DOTALL)
 _BY = re.compile(r"^by\s+(.+)$", re.IGNORECASE)
 
 
-def load(source: Path, options: dict[str, Any]) -> T.Loaded:
+def load(source: Path, options: dict[str, Any], workers: int = 1) -> T.Loaded:
     if options["format"] == "official":
         loaded = load_official(source)
     else:

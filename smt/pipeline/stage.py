@@ -1,0 +1,134 @@
+"""The stage model: what one stage reads and writes, and the command both schedulers run.
+
+Path templates use `{axis}` placeholders (`{benchmark}`, `{budget}`, `{generator}`) and `${dotted.key}` params
+references. A template holding an axis that the stage does not have (the report reading
+`results/scores/{benchmark}/...`) means "for every value that params.yaml lists".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from smt.pipeline import externals
+
+# Each axis fans stages out over the values of a params key: the benchmarks mapping's names, the token budgets,
+# the document generators.
+AXIS_VALUES_KEY = {"benchmark": "benchmarks", "budget": "mix.token_budgets", "generator": "synth_docs.generators"}
+AXIS_PATTERNS = {"benchmark": "[A-Za-z0-9_]+", "budget": "[0-9]+", "generator": "[a-z_]+"}
+# Generation stages split their documents into this many shards (Snakemake runs one job per shard; see
+# Stage.shards and smt/synth/engine.py). Outputs do not depend on it.
+SHARDS_KEY = "generation.shards"
+PARAM_REFS = re.compile(r"\$\{([a-z0-9_.{}]+)\}")
+AXIS_REF = re.compile(r"\{([a-z_]+)\}")
+
+
+@dataclass(frozen=True)
+class Output:
+    path: str
+    directory: bool = False
+    kind: str = "out"  # out | meta (small: manifests, details) | metric | plot; all cached by DVC
+    plot_xy: tuple[str, str] | None = None  # columns of a plot's x and y axes
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage: what it reads and writes, and the command both schedulers run."""
+
+    name: str
+    doc: str
+    axes: tuple[str, ...]
+    inputs: dict[str, str]
+    outputs: dict[str, Output]
+    params: tuple[str, ...]
+    # The adapter module under smt/stages/ that runs the stage (default: the stage's name).
+    module: str = ""
+    # Further entry modules chosen by the instance (its generator, its benchmark's loader). The stage's code
+    # dependencies are computed from these and its module (smt.pipeline.codedeps).
+    entry: tuple[str, ...] = ()
+    resources: dict[str, int] = field(default_factory=lambda: {"mem_mb": 2000, "runtime": 30, "gpu": 0})
+    threads: int = 1
+    heavy: bool = False  # its Snakemake rule records a `benchmark:` file (time, memory)
+    env: str = "core"
+    # Snakemake-only outputs of one shard (`{shard}` in the path), for stages that generate in shards: rule
+    # `<name>_shard` makes them and the stage's own rule reads them (DVC runs the stage command, which runs
+    # the shards itself).
+    shards: dict[str, Output] = field(default_factory=dict)
+    tests: tuple[str, ...] = ()  # the test modules that exercise it, shown in its rule
+
+    @property
+    def module_name(self) -> str:
+        return f"smt.stages.{self.module or self.name}"
+
+    @property
+    def roots(self) -> tuple[str, ...]:
+        """The files its code dependencies are computed from."""
+        return (f"smt/stages/{self.module or self.name}.py", *self.entry)
+
+    def keys(self, axes: dict[str, str]) -> tuple[str, ...]:
+        """The params keys one instance reads: `{axis}` placeholders (e.g. `benchmarks.{benchmark}`) filled in,
+        plus the key listing the values of every other axis its inputs range over (the report reads every
+        benchmark's scores, so it reads `benchmarks`: dropping one changes what it reads)."""
+        return tuple(k.format_map(axes) for k in self.params) + tuple(AXIS_VALUES_KEY[a] for a in self.fan_in_axes)
+
+    @property
+    def fan_in_axes(self) -> tuple[str, ...]:
+        """Axes that are not the stage's own but that its input paths range over."""
+        found = [a for path in self.inputs.values() for a in AXIS_REF.findall(PARAM_REFS.sub("", path))]
+        return tuple(a for a in dict.fromkeys(found) if a not in self.axes)
+
+    @property
+    def externals(self) -> list[str]:
+        """The references (smt.pipeline.externals) whose content fingerprints it reads."""
+        prefix = externals.FOLDER + "/"
+        return [v[len(prefix) : -len(".json")] for v in self.inputs.values() if v.startswith(prefix)]
+
+    def command(self, placeholders: dict[str, str]) -> str:
+        """The shell command, each axis given as its placeholder: '{wildcards.benchmark}' (Snakemake), '${key}'
+        or '${item.budget}' (DVC), or a value."""
+        parts = ["python -m smt", self.name]
+        parts += [f"--{axis} {placeholders[axis]}" for axis in self.axes]
+        return " ".join(parts)
+
+
+def external_inputs(*names: str) -> dict[str, str]:
+    """Inputs naming the content fingerprints of model folders and packages (smt.pipeline.externals)."""
+    return {f"external_{name.replace('.', '_')}": externals.path(name) for name in names}
+
+
+def fill_axes(template: str, axes: dict[str, str]) -> str:
+    """Fill the given axes into a template, leaving any other `{axis}` as it is."""
+    for axis, value in axes.items():
+        template = template.replace("{" + axis + "}", value)
+    return template
+
+
+def instance_id(st: Stage, axes: dict[str, str]) -> str:
+    """DVC's id: 'name', 'name@value' (foreach) or 'name@value1-value2' (matrix)."""
+    return st.name + ("@" + "-".join(axes[a] for a in st.axes) if st.axes else "")
+
+
+def _instance_name(st: Stage, axes: dict[str, str]) -> str:
+    return "-".join(axes[a] for a in st.axes) or "all"
+
+
+def stamp_path(st: Stage, axes: dict[str, str]) -> str:
+    """The params stamp of one stage instance (see smt.pipeline.stamps)."""
+    return f"results/.params/{st.name}/{_instance_name(st, axes)}.json"
+
+
+def log_path(st: Stage, axes: dict[str, str]) -> str:
+    return f"results/logs/{st.name}/{_instance_name(st, axes)}.log"
+
+
+def benchmark_path(st: Stage, axes: dict[str, str]) -> str:
+    return f"results/benchmarks/{st.name}/{_instance_name(st, axes)}.tsv"
+
+
+def shard_log_path(st: Stage, axes: dict[str, str], shard: int | str) -> str:
+    return log_path(st, axes).replace(".log", f".shard{shard}.log")
+
+
+def shard_outputs(st: Stage, axes: dict[str, str], shard: int) -> dict[str, str]:
+    """Where one shard of a sharded stage instance writes (see Stage.shards)."""
+    return {k: fill_axes(o.path, axes).replace("{shard}", str(shard)) for k, o in st.shards.items()}

@@ -1,0 +1,336 @@
+"""The stage table: every stage of the pipeline declared once.
+
+Snakemake's rules (rules/*.smk, rendered) and DVC's dvc.yaml (rendered) are both built from these declarations,
+so the two schedulers agree on what each stage reads (files, params keys, code) and writes. A stage's code
+dependencies are computed from its module (smt/stages/<name>.py) and entry modules (smt.pipeline.codedeps).
+
+Longer than 300 lines: one declaration per stage, in the order the data flows, meant to be read top to bottom.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smt.eval.conditions import CONDITIONS
+from smt.pipeline.stage import Output, Stage, external_inputs
+from smt.train.spec import HYPERPARAMETERS
+
+BASE_MODEL = "results/models/base"
+MIX = "results/mix/{benchmark}/{budget}/train.jsonl"
+SMT_MODEL = "results/models/smt/{benchmark}/{budget}"
+DOCUMENTS = "results/data/{benchmark}/documents.parquet"
+QUESTIONS = "results/data/{benchmark}/questions.parquet"
+INDEX = "results/index/{benchmark}"
+SCORE = "results/scores/{benchmark}/{condition}.json"
+SMT_SCORE = "results/scores/{benchmark}/{budget}/{condition}.json"
+
+GENERATION_KEYS = (
+    "generation.backend",
+    "generation.batch_size",
+    "generation.dtype",
+    "generation.shards",
+    "generation.vllm",
+    "generation.http",
+)
+QA = "results/synth/{benchmark}/qa.jsonl"
+DOCS = "results/synth/{benchmark}/docs/{generator}.jsonl"
+CONTAMINATION = "results/synth/{benchmark}/contamination.json"
+EVAL_KEYS = (
+    "seed",
+    "eval.scorer",
+    "eval.max_questions",
+    "eval.batch_size",
+    "eval.max_new_tokens",
+    "eval.bootstrap_resamples",
+    "eval.judge_model",
+)
+HITS = "results/retrieval/{benchmark}/hits.jsonl"
+RETRIEVAL_REPORT = "results/retrieval/{benchmark}/retrieval_report.json"
+
+
+def _out(path: str, **kw: Any) -> Output:
+    return Output(path, **kw)
+
+
+def score_path(condition: str) -> str:
+    """Where a condition's score lands: per benchmark, and per token budget for the SMT models."""
+    return (SMT_SCORE if condition.startswith("smt") else SCORE).replace("{condition}", condition)
+
+
+def _eval_stage(condition: str) -> Stage:
+    rag = "rag" in condition.split("_")
+    smt = condition.startswith("smt")
+    inputs = {"model": SMT_MODEL if smt else BASE_MODEL, "questions": QUESTIONS, "documents": DOCUMENTS}
+    score = score_path(condition)
+    inputs["judge"] = BASE_MODEL  # free-form answers are judged by the base model unless eval.judge_model is set
+    inputs.update(external_inputs("eval.judge_model"))
+    if rag:
+        inputs["hits"] = HITS
+        inputs["retrieval_report"] = RETRIEVAL_REPORT  # summarized in the score file
+    return Stage(
+        name=f"eval_{condition}",
+        doc=f"Score the {'SMT' if smt else 'base'} model {'with retrieval' if rag else 'closed-book'}.",
+        axes=("benchmark", "budget") if smt else ("benchmark",),
+        inputs=inputs,
+        outputs={
+            "score": _out(score, kind="metric"),
+            "predictions": _out(score.replace(".json", ".predictions.jsonl")),
+        },
+        params=EVAL_KEYS,
+        module="evaluate",
+        tests=("tests/stages/test_evaluate.py", "tests/eval/test_scoring.py"),
+        resources={"mem_mb": 4000, "runtime": 30, "gpu": 0},
+        threads=2,
+        heavy=True,
+        env="evaluate",
+    )
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        name="model",
+        doc="Materialize the base model (generator and student) as a normal Hugging Face model folder.",
+        axes=(),
+        inputs=external_inputs("model"),
+        outputs={"model": _out(BASE_MODEL, directory=True)},
+        params=("model.source", "model.id", "model.package", "model.gguf_file", "model.path", "model.dtype"),
+        resources={"mem_mb": 4000, "runtime": 20, "gpu": 0},
+        env="train",
+        tests=("tests/pipeline/test_builds.py",),
+    ),
+    Stage(
+        name="ingest",
+        doc="Read a benchmark's published files into normalized tables (documents, questions) and a report.",
+        axes=("benchmark",),
+        inputs={"source": "${benchmarks.{benchmark}.source}"},
+        outputs={
+            "documents": _out(DOCUMENTS),
+            "questions": _out(QUESTIONS),
+            "report": _out("results/data/{benchmark}/ingest_report.json", kind="metric"),
+            "details": _out("results/data/{benchmark}/ingest_details.json", kind="meta"),
+        },
+        params=("benchmarks.{benchmark}", "ingest.max_documents"),
+        entry=("smt/benchmarks/loaders/{benchmark}.py",),
+        resources={"mem_mb": 4000, "runtime": 30, "gpu": 0},
+        threads=2,
+        heavy=True,
+        tests=("tests/stages/test_ingest.py", "tests/benchmarks/test_loaders.py"),
+    ),
+    Stage(
+        name="synth_qa",
+        doc="Generate open-ended synthetic QAs (question, answer with explanation) per document.",
+        axes=("benchmark",),
+        inputs={"model": BASE_MODEL, "documents": DOCUMENTS},
+        outputs={
+            "qa": _out(QA),
+            "manifest": _out("results/synth/{benchmark}/qa.manifest.json", kind="meta"),
+        },
+        shards={
+            "records": _out("results/synth/{benchmark}/shards/qa/{shard}.jsonl"),
+            "manifest": _out("results/synth/{benchmark}/shards/qa/{shard}.manifest.json"),
+        },
+        params=(
+            "seed",
+            *GENERATION_KEYS,
+            "synth_qa.per_document",
+            "synth_qa.temperature",
+            "synth_qa.top_p",
+            "synth_qa.max_new_tokens",
+        ),
+        resources={"mem_mb": 4000, "runtime": 120, "gpu": 0},
+        threads=2,
+        heavy=True,
+        env="generate",
+        tests=("tests/synth/test_engine.py",),
+    ),
+    Stage(
+        name="synth_docs",
+        doc="Generate synthetic documents with one generator (Active Reading, Focal Rewriting, WRAP, EntiGraph).",
+        axes=("benchmark", "generator"),
+        # Every generator reads the QA stream (Focal Rewriting needs its questions): one declaration for all.
+        inputs={"model": BASE_MODEL, "documents": DOCUMENTS, "qa": QA},
+        outputs={
+            "docs": _out(DOCS),
+            "manifest": _out("results/synth/{benchmark}/docs/{generator}.manifest.json", kind="meta"),
+        },
+        shards={
+            "records": _out("results/synth/{benchmark}/shards/docs/{generator}/{shard}.jsonl"),
+            "manifest": _out("results/synth/{benchmark}/shards/docs/{generator}/{shard}.manifest.json"),
+        },
+        params=(
+            "seed",
+            *GENERATION_KEYS,
+            "synth_docs.temperature",
+            "synth_docs.top_p",
+            "synth_docs.max_new_tokens",
+            "synth_docs.generators.{generator}",
+        ),
+        entry=("smt/synth/generators/{generator}.py",),
+        resources={"mem_mb": 4000, "runtime": 240, "gpu": 0},
+        threads=2,
+        heavy=True,
+        env="generate",
+        tests=("tests/synth/test_engine.py",),
+    ),
+    Stage(
+        name="synth_contamination",
+        doc="Check synthetic texts for n-gram overlap with the benchmark's questions and options; fail above a limit.",
+        axes=("benchmark",),
+        inputs={"qa": QA, "docs": DOCS, "questions": QUESTIONS, "documents": DOCUMENTS},
+        outputs={"report": _out(CONTAMINATION, kind="metric")},
+        params=("audit.ngram", "audit.max_contamination"),
+        resources={"mem_mb": 2000, "runtime": 30, "gpu": 0},
+        tests=("tests/synth/test_audit.py",),
+    ),
+    Stage(
+        name="synth_audit",
+        doc="Measure the synthetic data: tokens per stream and generator, lexical and semantic (Vendi) diversity.",
+        axes=("benchmark",),
+        inputs={"model": BASE_MODEL, "qa": QA, "docs": DOCS, **external_inputs("audit.embedding_model")},
+        outputs={"report": _out("results/synth/{benchmark}/audit.json", kind="metric")},
+        params=("seed", "audit.embedding_model", "audit.max_items_per_generator"),
+        resources={"mem_mb": 2000, "runtime": 60, "gpu": 0},
+        threads=2,
+        heavy=True,
+        env="evaluate",
+        tests=("tests/synth/test_audit.py",),
+    ),
+    Stage(
+        name="mix",
+        doc="Mix synthetic QAs and documents to a token budget and ratio, plus replay text.",
+        axes=("benchmark", "budget"),
+        inputs={
+            "model": BASE_MODEL,
+            "qa": QA,
+            "docs": DOCS,
+            "replay": "${mix.replay_corpus}",
+            "contamination": CONTAMINATION,  # mix runs only on synthetic data that passed the contamination check
+            # generated tokens and generator models, for the compute estimate C = 2MD + 6ND
+            "qa_manifest": "results/synth/{benchmark}/qa.manifest.json",
+            "docs_manifests": "results/synth/{benchmark}/docs/{generator}.manifest.json",
+        },
+        outputs={
+            "train": _out(MIX),
+            "report": _out("results/mix/{benchmark}/{budget}/mix_report.json", kind="metric"),
+        },
+        params=("seed", "mix.qa_share", "mix.replay_fraction", "mix.replay_corpus"),
+        resources={"mem_mb": 2000, "runtime": 10, "gpu": 0},
+        tests=("tests/train/test_mixing.py",),
+    ),
+    Stage(
+        name="train",
+        doc="Continued training of the student on the mix with TRL SFTTrainer.",
+        axes=("benchmark", "budget"),
+        inputs={"model": BASE_MODEL, "train": MIX, "mix_report": "results/mix/{benchmark}/{budget}/mix_report.json"},
+        outputs={
+            "model": _out(SMT_MODEL, directory=True),
+            "loss": _out("results/train/{benchmark}/{budget}/loss.csv", kind="plot", plot_xy=("step", "loss")),
+            "metrics": _out("results/train/{benchmark}/{budget}/train_metrics.json", kind="metric"),
+        },
+        params=(
+            "seed",
+            *(f"train.{key}" for key in HYPERPARAMETERS),
+        ),
+        resources={"mem_mb": 8000, "runtime": 240, "gpu": 0},
+        threads=2,
+        heavy=True,
+        env="train",
+        tests=("tests/train/test_sft.py",),
+    ),
+    Stage(
+        name="rag_index",
+        doc="Chunk the documents and build BM25 (rank-bm25) and dense (faiss) indexes.",
+        axes=("benchmark",),
+        inputs={"documents": DOCUMENTS, **external_inputs("rag.embedding_model")},
+        outputs={"index": _out(INDEX, directory=True)},
+        params=("rag.chunk_unit", "rag.chunk_size", "rag.chunk_overlap", "rag.prepend_metadata", "rag.embedding_model"),
+        resources={"mem_mb": 2000, "runtime": 30, "gpu": 0},
+        threads=2,
+        heavy=True,
+        env="evaluate",
+        tests=("tests/rag/test_retrieval.py", "tests/pipeline/test_builds.py"),
+    ),
+    Stage(
+        name="retrieve",
+        doc="Retrieve (and optionally rerank) the chunks for every question once, for both RAG conditions.",
+        axes=("benchmark",),
+        inputs={
+            "index": INDEX,
+            "questions": QUESTIONS,
+            "documents": DOCUMENTS,
+            "model": BASE_MODEL,
+            **external_inputs("rag.embedding_model", "rag.reranker_model"),
+        },
+        outputs={
+            "hits": _out(HITS),
+            "report": _out(RETRIEVAL_REPORT, kind="metric"),
+        },
+        params=(
+            "rag.embedding_model",
+            "rag.retriever",
+            "rag.top_k_retrieve",
+            "rag.top_k",
+            "rag.reranker",
+            "rag.reranker_model",
+            "rag.context_order",
+        ),
+        resources={"mem_mb": 4000, "runtime": 30, "gpu": 0},
+        threads=2,
+        heavy=True,
+        env="evaluate",
+        tests=("tests/rag/test_retrieval.py", "tests/pipeline/test_builds.py"),
+    ),
+    *(_eval_stage(c) for c in CONDITIONS),
+    Stage(
+        name="scaling",
+        doc="Accuracy vs synthetic tokens over the budget sweep: log-linear fit, DVC plot and PNG figure.",
+        axes=("benchmark",),
+        inputs={
+            "smt_closed_book": score_path("smt_closed_book"),
+            "smt_rag": score_path("smt_rag"),
+            "rag_base": score_path("rag_base"),
+            "mix_reports": "results/mix/{benchmark}/{budget}/mix_report.json",
+        },
+        outputs={
+            "points": _out(
+                "results/scaling/{benchmark}/points.csv", kind="plot", plot_xy=("synthetic_tokens", "accuracy")
+            ),
+            "fit": _out("results/scaling/{benchmark}/scaling.json", kind="metric"),
+            "figure": _out("results/scaling/{benchmark}/scaling.png", kind="plot"),
+        },
+        params=(),
+        resources={"mem_mb": 1000, "runtime": 5, "gpu": 0},
+        tests=("tests/eval/test_scoring.py", "tests/pipeline/test_rebuild.py"),
+    ),
+    Stage(
+        name="report",
+        doc="The results page: scores with intervals, scaling figures and compute, as markdown and HTML.",
+        axes=(),
+        inputs={
+            **{f"scores_{c}": score_path(c) for c in CONDITIONS},
+            "scaling_fits": "results/scaling/{benchmark}/scaling.json",
+            "scaling_figures": "results/scaling/{benchmark}/scaling.png",
+            "train_metrics": "results/train/{benchmark}/{budget}/train_metrics.json",
+            "qa_manifests": "results/synth/{benchmark}/qa.manifest.json",
+            "docs_manifests": "results/synth/{benchmark}/docs/{generator}.manifest.json",
+            "base_model": BASE_MODEL,
+        },
+        outputs={
+            "report": _out("results/report.md"),
+            "html": _out("results/report.html"),
+            "compute": _out("results/compute.json", kind="metric"),
+        },
+        params=("report.decimals",),
+        resources={"mem_mb": 500, "runtime": 5, "gpu": 0},
+        tests=("tests/pipeline/test_builds.py", "tests/pipeline/test_rebuild.py"),
+    ),
+)
+
+
+BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
+
+
+def stage(name: str) -> Stage:
+    if name not in BY_NAME:
+        raise KeyError(f"unknown stage '{name}'; stages: {sorted(BY_NAME)}")
+    return BY_NAME[name]

@@ -1,0 +1,178 @@
+"""Project tools: render dvc.yaml and the rules, check params, reconcile Snakemake and DVC, and say what a change
+reruns."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from smt.pipeline import dvc_yaml, externals, smk, stamps
+from smt.pipeline import graph as G
+from smt.pipeline import params as P
+from smt.pipeline import stage as ST
+from smt.pipeline import stages as S
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    print("+ " + " ".join(cmd), file=sys.stderr)
+    return subprocess.run(cmd, check=False, text=True, capture_output=True)
+
+
+def dvc_out_of_date() -> list[str]:
+    """Stage ids `dvc status` reports as changed (empty when the workspace matches dvc.lock)."""
+    proc = _run(["dvc", "status", "--json"])
+    if proc.returncode != 0:
+        raise RuntimeError(f"dvc status failed:\n{proc.stderr}")
+    status = json.loads(proc.stdout or "{}")
+    return sorted(k for k in status if not k.endswith(".dvc") and k != dvc_yaml.EXTERNAL_STAGE)
+
+
+def prepare(params: dict[str, Any]) -> None:
+    """Bring everything derived from params.yaml and the code up to date: the params stamps, the fingerprints of
+    external folders and packages, dvc.yaml (whose exact inputs follow the benchmarks, budgets and generators)
+    and rules/*.smk (whose code lists follow the imports)."""
+    externals.refresh_all(params)
+    stamps.refresh_all(params)
+    if dvc_yaml.write(params):
+        print("smt: dvc.yaml re-rendered from params.yaml", file=sys.stderr)
+    for path in smk.write():
+        print(f"smt: {path} re-rendered from smt/pipeline/stages.py", file=sys.stderr)
+
+
+def render_dvc(params_path: str) -> int:
+    dvc_yaml.write(P.load(params_path))
+    print("dvc.yaml matches params.yaml", file=sys.stderr)
+    return 0
+
+
+def render_rules() -> int:
+    smk.write()
+    print("rules/*.smk match smt/pipeline/stages.py", file=sys.stderr)
+    return 0
+
+
+def check(params_path: str) -> int:
+    params = P.load(params_path)
+    prepare(params)
+    for st in S.STAGES:
+        for axes in G.instances(st, params):
+            print(f"{ST.instance_id(st, axes):40s} params {P.fingerprint(params, st.keys(axes))}")
+    return 0
+
+
+def record(params_path: str, save: str | None) -> int:
+    """After a Snakemake run: store the outputs in the DVC cache and dvc.lock without recomputing."""
+    prepare(P.load(params_path))
+    proc = _run(["dvc", "commit", "--force"])
+    sys.stderr.write(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        return proc.returncode
+    if save is not None:
+        cmd = ["dvc", "exp", "save", "--force"] + (["--name", save] if save else [])
+        proc = _run(cmd)
+        sys.stderr.write(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            return proc.returncode
+    left = dvc_out_of_date()
+    if left:
+        print(f"smt record: dvc still reports changes in {left}", file=sys.stderr)
+        return 1
+    print("smt record: dvc.lock matches the workspace", file=sys.stderr)
+    return 0
+
+
+def sync(params_path: str) -> int:
+    """After a DVC checkout/pull/repro: when DVC says the workspace matches dvc.lock, make Snakemake agree
+    (stamps marked as built, outputs touched in DAG order). Otherwise change nothing and say why."""
+    left = dvc_out_of_date()
+    if left:
+        print(
+            f"smt sync: DVC reports {left} out of date; nothing touched. "
+            "Run `dvc checkout` or `dvc repro` (or snakemake) first.",
+            file=sys.stderr,
+        )
+        return 1
+    params = P.load(params_path)
+    prepare(params)
+    stamps.mark_all_built(params)
+    proc = _run(["snakemake", "--touch", "--cores", "1", "--quiet"])
+    sys.stderr.write(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        return proc.returncode
+    print("smt sync: Snakemake and DVC agree", file=sys.stderr)
+    return 0
+
+
+def affected(params_path: str, what: list[str]) -> int:
+    """What a change reruns, as both tools will run it: for a file, its readers (a core module: every stage);
+    for `key=value`, the instances whose params stamp differs or that are new under the new value; for a bare
+    key, its readers. Each with everything downstream, in the graph of the params after the change."""
+    params = P.load(params_path)
+    changed = copy.deepcopy(params)
+    roots: set[str] = set()
+    for item in what:
+        key, eq, value = item.partition("=")
+        if eq:
+            P.set_value(changed, key, yaml.safe_load(value))
+        elif Path(item).exists():
+            roots |= G.readers_of_file(params, item)
+        else:
+            P.get(params, key)  # a KeyError names an unknown key
+            roots |= G.readers_of_key(params, key)
+    if changed != params:
+        P.validate(changed, f"{params_path} with {' '.join(w for w in what if '=' in w)}")
+        roots |= G.changed_instances(params, changed)
+    for iid in sorted(G.downstream(changed, roots)):
+        print(iid)
+    return 0
+
+
+def download(benchmark: str, dest: str | None, all_documents: bool, base_url: str | None) -> int:
+    import logging
+
+    from smt.benchmarks import sources
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    target = Path(dest or f"data/raw/{benchmark}")
+    try:
+        outcomes = sources.download(benchmark, target, all_documents, base_url)
+    except sources.DownloadError as exc:
+        print(f"smt download: {exc}", file=sys.stderr)
+        return 1
+    unverified = sorted(p for p, o in outcomes.items() if o == "unverified")
+    print(f"smt download: {len(outcomes)} files in {target} ({len(unverified)} without a pinned hash)", file=sys.stderr)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "render-dvc":
+        return render_dvc(args.params)
+    if args.command == "render-rules":
+        return render_rules()
+    if args.command == "check":
+        return check(args.params)
+    if args.command == "refresh-externals":
+        externals.refresh_all(P.load(args.params))
+        return 0
+    if args.command == "record":
+        return record(args.params, args.save)
+    if args.command == "sync":
+        return sync(args.params)
+    if args.command == "download":
+        return download(args.benchmark, args.dest, args.all_documents, args.base_url)
+    if args.command == "affected":
+        return affected(args.params, args.what)
+    if args.command == "serve":
+        from smt.synth.serve import serve
+
+        return serve(
+            args.model, args.host, args.port, args.dtype, args.batch_size, args.api_key_env, args.served_model_name
+        )
+    raise SystemExit(f"unknown command {args.command}")

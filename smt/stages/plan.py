@@ -1,0 +1,84 @@
+"""What the two generation stages share: their context turned into the engine's plan (smt.synth.engine).
+
+Not a stage itself: synth_qa and synth_docs build their plan here and run it, for all shards or, under
+Snakemake's `<stage>_shard` jobs, for one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+
+import polars as pl
+
+from smt import artifacts
+from smt.pipeline import params as P
+from smt.pipeline import stage as ST
+from smt.pipeline.context import StageContext
+from smt.synth import collect
+from smt.synth.engine import Engine, Plan
+from smt.synth.generation import BackendSettings
+from smt.synth.job import Job
+
+
+def backend_settings(ctx: StageContext) -> BackendSettings:
+    batch = ctx.p("generation.batch_size")
+    return BackendSettings(
+        backend=ctx.p("generation.backend"),
+        model_path=ctx.input("model"),
+        dtype=ctx.p("generation.dtype"),
+        batch_size=batch,
+        vllm={"batch_size": batch, **ctx.p("generation.vllm")},
+        http={"batch_size": batch, **ctx.p("generation.http")},
+    )
+
+
+def fingerprint(ctx: StageContext, code: dict[str, str], count: int) -> str:
+    """Everything a shard's records depend on: params values, input contents, code and shard count."""
+    inputs = {name: [artifacts.content_hash(p) for p in paths] for name, paths in sorted(ctx.inputs.items())}
+    blob = json.dumps(
+        {
+            "stage": ctx.stage.name,
+            "axes": ctx.axes,
+            "params": P.subset(ctx.params, ctx.keys),
+            "inputs": inputs,
+            "code": code,
+            "shards": count,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def plan(ctx: StageContext, job: Job, records: str) -> Plan:
+    count = ctx.p(ST.SHARDS_KEY)
+    code = artifacts.files_hash(ctx.code)
+    return Plan(
+        stage=ctx.stage.name,
+        axes=ctx.axes,
+        label=ctx.label,
+        documents=pl.read_parquet(ctx.input("documents")).sort("doc_id").to_dicts(),
+        count=count,
+        job=job,
+        settings=backend_settings(ctx),
+        model=artifacts.model_identity(ctx.input("model")),
+        code=code,
+        fingerprint=fingerprint(ctx, code, count),
+        shard_outputs=ctx.shard_outputs,
+        records=ctx.outputs[records],
+        manifest=ctx.outputs["manifest"],
+        provenance=ctx.provenance(),
+        log=ctx.log,
+    )
+
+
+def run(ctx: StageContext, job: Job, produce: Callable[[Job], collect.Outcome], records: str) -> None:
+    """All shards and the merge, or only the shard the context names."""
+    engine = Engine(plan(ctx, job, records), produce)
+    if ctx.shard is None:
+        engine.run()
+    elif not 0 <= ctx.shard < engine.plan.count:
+        raise SystemExit(f"--shard {ctx.shard} is out of range: {ST.SHARDS_KEY} = {engine.plan.count}")
+    else:
+        engine.run_shard(ctx.shard)

@@ -1,0 +1,155 @@
+"""The transformers backend: batched sampling with a KV cache, on CPU or GPU, with per-item seeds."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from tqdm import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from smt.synth.generation import Completion, Request, Sampling, Stats, json_prefill
+
+
+def _filter_top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    if top_p >= 1.0:
+        return probs
+    sorted_probs, order = torch.sort(probs, descending=True)
+    keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < top_p
+    filtered = torch.zeros_like(probs)
+    filtered[order[keep]] = sorted_probs[keep]
+    return filtered / filtered.sum()
+
+
+class TransformersBackend:
+    """Batched sampling with a KV cache on a Hugging Face causal LM (CPU or GPU)."""
+
+    name = "transformers"
+
+    def __init__(self, model_path: str, dtype: str = "bfloat16", batch_size: int = 8) -> None:
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(self.device)
+        self.model.eval()
+        self.batch_size = batch_size
+        self.stop_ids = self._stop_ids()
+        self.stats = Stats()
+
+    def _stop_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        for token in ("<|im_end|>", "<|eot_id|>", "<|endoftext|>"):
+            tid = self.tokenizer.convert_tokens_to_ids(token)
+            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id:
+                ids.add(tid)
+        return {i for i in ids if i is not None}
+
+    def describe(self) -> dict[str, Any]:
+        import transformers
+
+        return {
+            "name": self.name,
+            "version": transformers.__version__,
+            "torch": torch.__version__,
+            "device": self.device,
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "structured_outputs": "json prefill (no constrained decoding)",
+        }
+
+    @staticmethod
+    def prefill(request: Request) -> str:
+        """The text the answer starts with: the request's own, else the JSON opening its schema implies."""
+        if request.prefill or not request.json_schema:
+            return request.prefill
+        return json_prefill(request.json_schema)
+
+    def prompt_text(self, request: Request) -> str:
+        text = self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
+        return text + self.prefill(request)
+
+    @torch.inference_mode()
+    def _prefill(self, prompts: list[str]) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+        """Run each distinct prompt once and share its KV cache among the rows that repeat it."""
+        unique = list(dict.fromkeys(prompts))
+        rows = torch.tensor([unique.index(p) for p in prompts], device=self.device)
+        enc = self.tokenizer(unique, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        positions = (enc.attention_mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=enc.input_ids, attention_mask=enc.attention_mask, position_ids=positions, use_cache=True
+        )
+        past = out.past_key_values
+        past.reorder_cache(rows)
+        lengths = enc.attention_mask.sum(-1)[rows].tolist()
+        return past, out.logits[rows, -1, :], enc.attention_mask[rows], positions[rows, -1:], lengths
+
+    @torch.inference_mode()
+    def _sample(self, prompts: list[str], seeds: list[int], sampling: Sampling) -> list[tuple[list[int], str, int]]:
+        """Decode every row; a row that stops leaves the batch (and the KV cache) so the rest run faster."""
+        past, logits, attention, positions, prompt_lengths = self._prefill(prompts)
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
+        tokens: list[list[int]] = [[] for _ in prompts]
+        finished = [False] * len(prompts)
+        active = list(range(len(prompts)))  # original row of each batch row
+        current = torch.empty(0)
+        for step in range(sampling.max_new_tokens):
+            if step:
+                out = self.model(
+                    input_ids=current,
+                    attention_mask=attention,
+                    position_ids=positions,
+                    past_key_values=past,
+                    use_cache=True,
+                )
+                past, logits = out.past_key_values, out.logits[:, -1, :]
+            chosen, keep = [], []
+            for batch_row, row in enumerate(logits.float().cpu()):
+                i = active[batch_row]
+                if sampling.temperature == 0:
+                    token = int(row.argmax())
+                else:
+                    probs = _filter_top_p(torch.softmax(row / sampling.temperature, dim=-1), sampling.top_p)
+                    token = int(torch.multinomial(probs, 1, generator=generators[i]))
+                if token in self.stop_ids:
+                    finished[i] = True
+                    continue
+                tokens[i].append(token)
+                chosen.append(token)
+                keep.append(batch_row)
+            if not keep:
+                break
+            if len(keep) < len(active):
+                index = torch.tensor(keep, device=self.device)
+                past.batch_select_indices(index)
+                attention, positions = attention[index], positions[index]
+                active = [active[r] for r in keep]
+            current = torch.tensor(chosen, device=self.device).unsqueeze(1)
+            attention = torch.cat([attention, torch.ones_like(current)], dim=1)
+            positions = positions + 1
+        return [(t, "stop" if f else "length", n) for t, f, n in zip(tokens, finished, prompt_lengths, strict=True)]
+
+    def generate(
+        self, requests: list[Request], sampling: Sampling, desc: str = "generate", progress: bool = True
+    ) -> list[Completion]:
+        """Complete every request; batches are sorted by prompt length to waste little padding."""
+        prompts = {r.key: self.prompt_text(r) for r in requests}
+        order = sorted(requests, key=lambda r: (len(prompts[r.key]), prompts[r.key]))
+        results: dict[str, Completion] = {}
+        bar = tqdm(total=len(requests), desc=desc, unit="item", dynamic_ncols=True, disable=not progress)
+        started = time.perf_counter()
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            sampled = self._sample([prompts[r.key] for r in batch], [r.seed for r in batch], sampling)
+            for request, (ids, reason, n_prompt) in zip(batch, sampled, strict=False):
+                text = self.prefill(request) + self.tokenizer.decode(ids, skip_special_tokens=True)
+                results[request.key] = Completion(request.key, text, reason, n_prompt, len(ids))
+                self.stats.prompt_tokens += n_prompt
+                self.stats.completion_tokens += len(ids)
+            bar.update(len(batch))
+            bar.set_postfix(tok_s=f"{self.stats.completion_tokens / (time.perf_counter() - started):.0f}")
+        bar.close()
+        self.stats.requests += len(requests)
+        self.stats.seconds += time.perf_counter() - started
+        return [results[r.key] for r in requests]

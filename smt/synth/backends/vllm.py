@@ -1,0 +1,117 @@
+"""vLLM offline inference (GPU): `LLM.generate` over token-id prompts with one `SamplingParams` per request.
+
+Prompts are rendered with the model's chat template, so the document, which every prompt file places first,
+forms a shared prefix that vLLM's prefix cache reuses across a document's requests. Each request carries its
+own seed; a request with a JSON schema gets vLLM's structured outputs (`StructuredOutputsParams(json=...)`),
+so a generator that needs JSON gets valid JSON. Written for vllm==0.33.0 (envs/requirements-gpu.txt).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from typing import Any
+
+from smt.synth.generation import Completion, Request, Sampling, Stats
+
+
+def _vllm() -> Any:
+    try:
+        return importlib.import_module("vllm")
+    except ImportError as exc:
+        raise RuntimeError(
+            "generation.backend = 'vllm' needs the vllm package (GPU environment: "
+            "pip install -r envs/requirements-gpu.txt)"
+        ) from exc
+
+
+def visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+class VLLMBackend:
+    """vLLM's offline engine; `engine` lets a caller hand in an already built `LLM`."""
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model_path: str,
+        dtype: str = "bfloat16",
+        batch_size: int = 256,
+        tensor_parallel_size: int = 0,
+        gpu_memory_utilization: float = 0.9,
+        max_model_len: int = 0,
+        engine: Any = None,
+    ) -> None:
+        from transformers import AutoTokenizer
+
+        self.vllm = _vllm()
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.batch_size = batch_size
+        self.tensor_parallel_size = tensor_parallel_size or max(1, visible_gpus())
+        self.engine_args: dict[str, Any] = {
+            "model": model_path,
+            "tokenizer": model_path,
+            "dtype": dtype,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "enable_prefix_caching": True,
+            "seed": 0,
+        }
+        if max_model_len:
+            self.engine_args["max_model_len"] = max_model_len
+        self.llm = engine if engine is not None else self.vllm.LLM(**self.engine_args)
+        self.stats = Stats()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": getattr(self.vllm, "__version__", "unknown"),
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "prefix_caching": True,
+            "dtype": self.engine_args["dtype"],
+            "structured_outputs": "StructuredOutputsParams(json=schema)",
+        }
+
+    def prompt_ids(self, request: Request) -> list[int]:
+        text = self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer(text + request.prefill, add_special_tokens=False).input_ids
+
+    def sampling_params(self, request: Request, sampling: Sampling) -> Any:
+        structured = None
+        if request.json_schema is not None:
+            params_module = importlib.import_module("vllm.sampling_params")
+            structured = params_module.StructuredOutputsParams(json=request.json_schema)
+        return self.vllm.SamplingParams(
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_new_tokens,
+            seed=request.seed,
+            structured_outputs=structured,
+            skip_special_tokens=True,
+        )
+
+    def generate(
+        self, requests: list[Request], sampling: Sampling, desc: str = "generate", progress: bool = True
+    ) -> list[Completion]:
+        """One engine call for all requests: vLLM schedules them itself (continuous batching)."""
+        started = time.perf_counter()
+        prompts = [{"prompt_token_ids": self.prompt_ids(r)} for r in requests]
+        params = [self.sampling_params(r, sampling) for r in requests]
+        outputs = self.llm.generate(prompts, params, use_tqdm=progress)
+        completions = []
+        for request, prompt, output in zip(requests, prompts, outputs, strict=True):
+            best = output.outputs[0]
+            reason = "length" if best.finish_reason == "length" else "stop"
+            n_prompt = len(output.prompt_token_ids or prompt["prompt_token_ids"])
+            completions.append(
+                Completion(request.key, request.prefill + best.text, reason, n_prompt, len(best.token_ids))
+            )
+            self.stats.prompt_tokens += n_prompt
+            self.stats.completion_tokens += len(best.token_ids)
+        self.stats.requests += len(requests)
+        self.stats.seconds += time.perf_counter() - started
+        return completions

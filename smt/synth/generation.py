@@ -1,0 +1,134 @@
+"""Text generation behind one interface, with per-item seeds.
+
+Each request carries its own seed (derived from the run seed, document id, generator and index), and
+sampling draws from a per-item random generator, so what an item gets does not depend on which batch or
+shard it lands in. Three backends implement `Backend`: transformers (smt/backends/transformers.py; CPU or
+GPU), vLLM offline (smt/backends/vllm.py) and an OpenAI-compatible HTTP endpoint (smt/backends/http.py);
+`make_backend` picks one from `generation.backend`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+def item_seed(seed: int, *parts: object) -> int:
+    """A 63-bit seed from the run seed and an item's identity."""
+    blob = "\x1f".join(str(p) for p in (seed, *parts)).encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big") >> 1
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens}
+
+
+@dataclass
+class Request:
+    key: str
+    messages: list[dict[str, str]]
+    seed: int
+    prefill: str = ""  # text the assistant turn starts with (steers the output format)
+    json_schema: dict[str, Any] | None = None  # the output must be a JSON value of this schema
+
+    def digest(self, sampling: Sampling) -> str:
+        """What determines the completion (besides the model): a resumed run reuses a completion only if equal."""
+        blob = json.dumps(
+            [self.messages, self.prefill, self.seed, self.json_schema, sampling.as_dict()], sort_keys=True
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def json_prefill(schema: dict[str, Any]) -> str:
+    """For a backend without constrained decoding: start the answer as the schema's object must start (its first
+    property), which steers a small model into JSON. Backends with structured outputs enforce the whole schema."""
+    if schema.get("type") != "object" or not schema.get("properties"):
+        return ""
+    name, spec = next(iter(schema["properties"].items()))
+    opening = {"string": '"', "array": "[", "object": "{"}.get(spec.get("type", ""), "")
+    return "{" + json.dumps(name) + ": " + opening
+
+
+@dataclass
+class Completion:
+    key: str
+    text: str
+    finish_reason: str  # stop | length | error
+    prompt_tokens: int
+    completion_tokens: int
+    error: str = ""  # why an endpoint refused this one request (the item is then rejected, not the run)
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        rate = self.completion_tokens / self.seconds if self.seconds else 0.0
+        return {
+            "requests": self.requests,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "seconds": round(self.seconds, 2),
+            "completion_tokens_per_s": round(rate, 2),
+            **self.extra,
+        }
+
+
+class Backend(Protocol):
+    """What the synthetic-data stages need from a generator: completions for requests, and what it is."""
+
+    name: str
+    stats: Stats
+    batch_size: int  # requests per call; a shard saves its completions after each call
+
+    def generate(
+        self, requests: list[Request], sampling: Sampling, desc: str = "generate", progress: bool = True
+    ) -> list[Completion]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+BACKENDS = ("transformers", "vllm", "http")
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """`generation.*` from params.yaml, plus the model folder the local backends load."""
+
+    backend: str
+    model_path: str
+    dtype: str = "bfloat16"
+    batch_size: int = 8
+    vllm: dict[str, Any] = field(default_factory=dict)
+    http: dict[str, Any] = field(default_factory=dict)
+
+
+def make_backend(settings: BackendSettings) -> Backend:
+    """The backend `generation.backend` names, imported only when chosen (a job that only merges or audits
+    generated records never loads torch)."""
+    if settings.backend == "transformers":
+        from smt.synth.backends.transformers import TransformersBackend
+
+        return TransformersBackend(settings.model_path, dtype=settings.dtype, batch_size=settings.batch_size)
+    if settings.backend == "vllm":
+        from smt.synth.backends.vllm import VLLMBackend
+
+        return VLLMBackend(settings.model_path, dtype=settings.dtype, **settings.vllm)
+    if settings.backend == "http":
+        from smt.synth.backends.http import HTTPBackend
+
+        return HTTPBackend(**settings.http)
+    raise ValueError(f"generation.backend = {settings.backend!r} is not available; allowed: {list(BACKENDS)}")

@@ -1,0 +1,310 @@
+"""Selective rebuild: every params key, every shared module and every removal, in both tools.
+
+On the recorded small build (conftest.py): for each leaf key of params.yaml that has another schema-valid
+value, the instances whose params stamp changes are the registry's readers of the key and `dvc status` names
+exactly them (fast, in-process); then `snakemake -n` and `dvc repro --dry --force-downstream` both plan exactly
+the closure that `smt affected key=value` prints. Removing a generator or a token budget, and editing a core
+module, are checked against hand-written expectations, the independent truth the registry cannot bend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers import SMALL, dvc_pending, dvc_status, env, sh, snakemake_pending, snakemake_planned
+
+from smt.pipeline import codedeps, dvc_yaml, stamps, tools
+from smt.pipeline import graph as G
+from smt.pipeline import params as P
+from smt.pipeline import stage as ST
+from smt.pipeline import stages as S
+
+pytestmark = pytest.mark.pipeline
+BUDGET = SMALL["mix"]["token_budgets"][0]
+# Keys whose alternative must be a real folder for a build to accept it (the stages would read it).
+FOLDER_KEYS = ("benchmarks.demo.source", "model.path", "rag.reranker_model", "eval.judge_model")
+# Keys with no alternative a build can use here (no second GGUF package ships): a build must stop on them
+# with a clear message naming the value, before any job runs.
+NO_RUNTIME_ALTERNATIVE = ("model.package", "model.gguf_file")
+
+
+def leaves(node: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            yield from leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def candidates(spec: dict[str, Any], value: Any) -> list[Any]:
+    """Other values of a key, from its schema: another enum member, the other boolean, a neighbour number,
+    one more list item, a longer string, a string for a null."""
+    if "enum" in spec:
+        return [e for e in spec["enum"] if e != value]
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, int) and "integer" in (spec["type"] if isinstance(spec["type"], list) else [spec["type"]]):
+        return [value + 1, value - 1]
+    if isinstance(value, int | float):
+        return [round(value * 0.9, 6) if value else 0.1, round(value + 0.05, 6)]
+    if isinstance(value, list):
+        return [[*value, value[-1] + 1]]
+    if isinstance(value, str):
+        return [value + "x"]
+    return ["x"] if value is None else []
+
+
+def alternatives(params: dict[str, Any], folder: str) -> list[tuple[str, Any]]:
+    """(key, another valid value) for every leaf key that has one; `folder` stands in for folder values."""
+    schema = P.schema()
+    found = []
+    for key, value in leaves(params):
+        spec = schema
+        for part in key.split("."):
+            spec = spec["properties"][part]
+        options = [folder] if key in FOLDER_KEYS else candidates(spec, value)
+        for option in options:
+            changed = copy.deepcopy(params)
+            P.set_value(changed, key, option)
+            try:
+                P.validate(changed)
+            except P.ParamsError:
+                continue
+            found.append((key, option))
+            break
+    return found
+
+
+def write_params(ws: Path, params: dict[str, Any]) -> None:
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def stamp_values(params: dict[str, Any]) -> dict[str, Any]:
+    return {ST.instance_id(st, ax): stamps.values(st, ax, params) for st in S.STAGES for ax in G.instances(st, params)}
+
+
+@pytest.fixture(scope="module")
+def folder(recorded: Path) -> str:
+    """A real folder inside the workspace for folder-valued keys (a copy of the demo benchmark's files)."""
+    shutil.copytree(recorded / "smt/benchmarks/demo", recorded / "alt_folder")
+    sh("git add alt_folder && git -c user.name=t -c user.email=t@t commit -qm 'a second folder'", recorded)
+    return "alt_folder"
+
+
+def test_every_key_changes_the_stamps_and_dvc_status_of_exactly_its_readers(recorded: Path, folder: str) -> None:
+    from dvc.repo import Repo
+
+    ws = recorded
+    original = (ws / "params.yaml").read_text()
+    params = P.load(ws / "params.yaml")
+    keys = alternatives(params, folder)
+    assert len(keys) >= 70, f"only {len(keys)} keys have an alternative"
+    mismatches = []
+    with contextlib.chdir(ws):
+        before = stamp_values(params)
+        try:
+            for key, value in keys:
+                changed = copy.deepcopy(params)
+                P.set_value(changed, key, value)
+                write_params(ws, changed)
+                dvc_yaml.write(changed)
+                stamped = {i for i, v in stamp_values(changed).items() if before.get(i) != v}
+                readers = G.readers_of_key(params, key) | (G.changed_instances(params, changed) - set(before))
+                with Repo(str(ws)) as repo:
+                    status = set(repo.status()) - {dvc_yaml.EXTERNAL_STAGE}
+                if not stamped == status == readers:
+                    mismatches.append(f"{key}={value!r}: stamps {stamped}, dvc status {status}, readers {readers}")
+        finally:
+            (ws / "params.yaml").write_text(original)
+            dvc_yaml.write(params)
+    assert mismatches == []
+    assert dvc_status(ws) == set()
+
+
+def test_every_key_both_tools_plan_exactly_what_smt_affected_prints(recorded: Path, folder: str) -> None:
+    """The full dry-run comparison: a changed value, `snakemake -n`, `dvc repro --dry --force-downstream`."""
+    ws = recorded
+    original = (ws / "params.yaml").read_text()
+    params = P.load(ws / "params.yaml")
+    mismatches = []
+    try:
+        for key, value in alternatives(params, folder):
+            changed = copy.deepcopy(params)
+            P.set_value(changed, key, value)
+            write_params(ws, changed)
+            if key in NO_RUNTIME_ALTERNATIVE:
+                proc = sh("snakemake -n --cores 2", ws, check=False)
+                assert proc.returncode != 0 and str(value) in proc.stdout + proc.stderr, key
+                continue
+            expected = G.downstream(changed, G.changed_instances(params, changed))
+            with contextlib.chdir(ws):  # what Snakemake's parse does (dvc.yaml, model fingerprints), done first as
+                tools.prepare(changed)  # DVC reads them meanwhile
+            snakemake = subprocess.Popen(
+                ["snakemake", "-n", "--cores", "2"],
+                cwd=ws,
+                env=env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            planned = {"dvc": dvc_pending(ws)}
+            out = snakemake.communicate(timeout=300)[0]
+            planned["snakemake"] = snakemake_planned(out) if snakemake.returncode == 0 else {out[-2000:]}
+            if any(found != expected for found in planned.values()):
+                mismatches.append(f"{key}={value!r}: expected {sorted(expected)}, planned {planned}")
+    finally:
+        (ws / "params.yaml").write_text(original)
+    assert mismatches == []
+    assert snakemake_pending(ws) == set(), "values set back must leave nothing to do"
+    assert dvc_status(ws) == set()
+
+
+def test_smt_affected_answers_a_key_a_value_and_a_file(recorded: Path) -> None:
+    def affected(*what: str) -> set[str]:
+        return set(sh([sys.executable, "-m", "smt", "affected", *what], recorded).stdout.split())
+
+    budget = f"demo-{BUDGET}"
+    smt_scores = {f"eval_smt_closed_book@{budget}", f"eval_smt_rag@{budget}"}
+    assert affected("train.learning_rate") == {f"train@{budget}", *smt_scores, "scaling@demo", "report"}
+    new = {f"{s}@demo-3000" for s in ("mix", "train", "eval_smt_closed_book", "eval_smt_rag")}
+    assert affected(f"mix.token_budgets=[{BUDGET}, 3000]") == new | {"scaling@demo", "report"}
+    assert affected("smt/stages/mix.py") == {f"mix@{budget}", f"train@{budget}", *smt_scores, "scaling@demo", "report"}
+
+
+EVERYTHING = "every stage instance"
+EDITS = [
+    *((module, EVERYTHING) for module in codedeps.CORE),  # core: shapes every output
+    ("smt/pipeline/stages.py", None),  # orchestration: reruns nothing by itself
+    ("smt/benchmarks/demo/questions.jsonl", "ingest@demo"),  # a benchmark file: its ingest and what follows
+]
+
+
+@pytest.mark.parametrize(("path", "root"), EDITS, ids=[path for path, _ in EDITS])
+def test_editing_a_file_reruns_exactly_its_readers_and_what_follows(
+    recorded: Path, path: str, root: str | None
+) -> None:
+    ws = recorded
+    params = P.load(ws / "params.yaml")
+    everything = {ST.instance_id(st, ax) for st in S.STAGES for ax in G.instances(st, params)}
+    expected = everything if root == EVERYTHING else G.downstream(params, {root}) if root else set()
+    edited = ws / path
+    original, stat = edited.read_bytes(), edited.stat()
+    edited.write_bytes(original + (b"\n# edited\n" if path.endswith(".py") else b"\n"))
+    try:
+        assert snakemake_pending(ws) == expected
+        assert dvc_pending(ws) == expected
+    finally:
+        edited.write_bytes(original)
+        os.utime(edited, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert snakemake_pending(ws) == set()
+    assert dvc_status(ws) == set()
+
+
+def test_changed_content_behind_a_folder_valued_key_reruns_its_readers(recorded: Path, folder: str) -> None:
+    """A reranker folder re-downloaded with new weights (same params) reruns retrieval and what follows."""
+    ws = recorded
+    original = (ws / "params.yaml").read_text()
+    params = P.load(ws / "params.yaml")
+    changed = copy.deepcopy(params)
+    P.set_value(changed, "rag.reranker_model", folder)
+    write_params(ws, changed)
+    try:
+        sh("snakemake --cores 2 --touch", ws)  # the folder named and recorded as built
+        sh("python -m smt record", ws)
+        assert snakemake_pending(ws) == set() and dvc_status(ws) == set()
+        weights = ws / folder / "questions.jsonl"
+        weights.write_text(weights.read_text() + "\n")
+        expected = G.downstream(changed, {"retrieve@demo"})
+        assert snakemake_pending(ws) == expected
+        sh("python -m smt refresh-externals", ws)  # what `dvc repro` runs first (stage external_inputs)
+        assert dvc_pending(ws) == expected
+    finally:
+        (ws / "params.yaml").write_text(original)
+        sh("git checkout -q alt_folder", ws)
+    sh("snakemake --cores 2 --touch", ws)
+    sh("python -m smt record", ws)
+    assert snakemake_pending(ws) == set() and dvc_status(ws) == set()
+
+
+def copy_workspace(src: Path, dest: Path) -> Path:
+    """A copy of a recorded workspace (mtimes and Snakemake's metadata kept; DVC's cache hard-linked)."""
+    shutil.copytree(src, dest, symlinks=True, ignore=shutil.ignore_patterns("cache"))
+    shutil.copytree(src / ".dvc/cache", dest / ".dvc/cache", copy_function=os.link)
+    return dest
+
+
+def test_removing_a_generator_reruns_its_consumers_and_drops_it_from_the_report(recorded: Path, tmp_path: Path) -> None:
+    ws = copy_workspace(recorded, tmp_path / "ws")
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    del params["synth_docs"]["generators"]["focal_rewrite"]
+    write_params(ws, params)
+    sh("python -m smt render-dvc", ws)
+    budget = f"demo-{BUDGET}"
+    # written by hand: what reads the set of generators, and what follows from it
+    direct = {"synth_contamination@demo", "synth_audit@demo", f"mix@{budget}", "report"}
+    closure = direct | {f"train@{budget}", f"eval_smt_closed_book@{budget}", f"eval_smt_rag@{budget}", "scaling@demo"}
+    assert dvc_status(ws) == direct
+    assert dvc_pending(ws) == closure
+    assert snakemake_pending(ws) == closure
+    sh("snakemake --cores 2", ws, timeout=900)
+    sh("python -m smt record", ws)
+    assert snakemake_pending(ws) == set() and dvc_status(ws) == set()
+    mix = (ws / f"results/mix/demo/{BUDGET}/train.jsonl").read_text()
+    assert '"generator": "focal_rewrite"' not in mix and '"generator": "active_reading"' in mix
+    # the compute of the report counts the generation behind the streams that remain, and nothing else
+    manifests = [
+        ws / "results/synth/demo/qa.manifest.json",
+        ws / "results/synth/demo/docs/active_reading.manifest.json",
+    ]
+    generated = sum(json.loads(m.read_text())["generation"]["completion_tokens"] for m in manifests)
+    assert json.loads((ws / "results/compute.json").read_text())["generated_tokens"] == generated
+
+
+def test_a_budget_added_then_removed_reruns_exactly_its_instances_then_the_sweep(
+    recorded: Path, tmp_path: Path
+) -> None:
+    ws = copy_workspace(recorded, tmp_path / "ws")
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    params["mix"]["token_budgets"] = [BUDGET, 3000]
+    write_params(ws, params)
+    new = {f"{s}@demo-3000" for s in ("mix", "train", "eval_smt_closed_book", "eval_smt_rag")}
+    assert snakemake_pending(ws) == new | {"scaling@demo", "report"}
+    assert dvc_pending(ws) == new | {"scaling@demo", "report"}
+    sh("snakemake --cores 2", ws, timeout=900)
+    sh("python -m smt record", ws)
+    points = (ws / "results/scaling/demo/points.csv").read_text()
+    assert f",{BUDGET}," in points and ",3000," in points, points
+    params["mix"]["token_budgets"] = [BUDGET]
+    write_params(ws, params)
+    sh("python -m smt render-dvc", ws)
+    assert dvc_status(ws) == {"scaling@demo", "report"}
+    assert snakemake_pending(ws) == {"scaling@demo", "report"}
+    sh("snakemake --cores 2", ws, timeout=600)
+    points = (ws / "results/scaling/demo/points.csv").read_text()
+    assert f",{BUDGET}," in points and ",3000," not in points, points
+
+
+def test_a_stage_run_by_dvc_from_a_stale_dvc_yaml_stops_and_says_so(recorded: Path, tmp_path: Path) -> None:
+    ws = copy_workspace(recorded, tmp_path / "ws")
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    params["mix"]["token_budgets"] = [BUDGET, 3000]
+    write_params(ws, params)  # dvc.yaml not re-rendered
+    proc = subprocess.run(
+        [sys.executable, "-m", "smt", "scaling", "--benchmark", "demo"],
+        cwd=ws,
+        env={**os.environ, "DVC_STAGE": "scaling@demo"},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0 and "python -m smt render-dvc" in proc.stderr

@@ -1,0 +1,95 @@
+"""The evaluation stage as both schedulers run it, on the embedded default model: the generation scorer on
+multiple choice, and free-form answers graded by the judge with the numeric check (FinanceBench questions)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import SHARED_DATA, make_workspace, sh
+
+GENERATE = {"eval": {"scorer": "generate", "max_questions": 3, "max_new_tokens": 24, "bootstrap_resamples": 200}}
+
+
+def workspace_with_model(tmp_path: Path, base_model: Path, changes: dict) -> Path:
+    ws = make_workspace(tmp_path, changes)
+    shutil.copytree(base_model, ws / "results/models/base")
+    return ws
+
+
+def test_generation_scorer_parses_or_counts_every_answer(tmp_path: Path, base_model: Path) -> None:
+    ws = workspace_with_model(tmp_path, base_model, GENERATE)
+    sh("python -m smt ingest --benchmark demo && python -m smt eval_closed_book_base --benchmark demo", ws)
+    score = json.loads((ws / "results/scores/demo/closed_book_base.json").read_text())
+    records = [json.loads(line) for line in (ws / "results/scores/demo/closed_book_base.predictions.jsonl").open()]
+    assert score["scorer"] == "generate" and score["n"] == 3 == len(records)
+    assert set(score["prompts"]) == {"mc_cot"}
+    for r in records:
+        assert r["output"].startswith("Thought process:")
+        assert (r["predicted"] is None) == r["unparseable"]
+        assert r["correct"] == (r["predicted"] == r["gold"])
+    assert score["unparseable"] == sum(r["unparseable"] for r in records)
+    assert score["correct"] == sum(r["correct"] for r in records)
+    assert score["ci_low"] <= score["accuracy"] <= score["ci_high"]
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared benchmark data not found at {SHARED_DATA}")
+def test_free_form_answers_are_judged_and_numbers_checked(tmp_path: Path, base_model: Path) -> None:
+    source = tmp_path / "fb"
+    source.mkdir()
+    for name in ("financebench_open_source.jsonl", "financebench_document_information.jsonl"):
+        (source / name).symlink_to(SHARED_DATA / "financebench" / name)
+    changes = {
+        "benchmarks": {"financebench": {"source": str(source), "corpus": "all"}},
+        "eval": {**GENERATE["eval"], "scorer": "loglik"},
+    }
+    ws = workspace_with_model(tmp_path / "ws", base_model, changes)
+    sh("python -m smt ingest --benchmark financebench", ws)
+    sh("python -m smt eval_closed_book_base --benchmark financebench", ws)
+    score = json.loads((ws / "results/scores/financebench/closed_book_base.json").read_text())
+    path = ws / "results/scores/financebench/closed_book_base.predictions.jsonl"
+    records = [json.loads(line) for line in path.open()]
+    assert score["scorer"] == "judge" and score["n"] == 3
+    assert set(score["prompts"]) == {"free_form_answer", "judge"}
+    assert score["judge_model"]["path"] == "results/models/base"
+    # No PDF in this source: every question is kept, with its status, and scored.
+    assert score["by_status"]["missing_document"]["n"] == 3
+    for r in records:
+        assert r["status"] == "missing_document" and r["answer"] and r["verdict"].startswith("Verdict:")
+        assert r["correct"] == (not r["unparseable"] and "incorrect" not in r["verdict"].lower())
+    assert score["numeric_questions"] == sum(r["numeric_match"] is not None for r in records)
+
+
+def test_scaling_stage_fits_the_sweep_and_draws_the_figure(tmp_path: Path) -> None:
+    """Score files for three budgets on a known line a + b ln(tokens): the stage recovers a and b, finds where
+    the line meets the RAG score, and writes the DVC plot data and the PNG."""
+    import math
+
+    budgets = {1000: 900, 4000: 3900, 16000: 15800}  # budget -> synthetic tokens actually mixed
+    ws = make_workspace(tmp_path, {"mix": {"token_budgets": list(budgets)}})
+    a, b = 0.05, 0.04
+
+    def score(condition: str, budget: int | None, accuracy: float) -> dict:
+        return {"condition": condition, "benchmark": "demo", "budget": budget, "accuracy": accuracy,
+                "ci_low": accuracy - 0.05, "ci_high": accuracy + 0.05, "n": 40}  # fmt: skip
+
+    for budget, tokens in budgets.items():
+        (ws / f"results/mix/demo/{budget}").mkdir(parents=True)
+        mix = {"token_budget": budget, "tokens": {"qa": tokens // 2, "docs": tokens - tokens // 2, "replay": 100}}
+        (ws / f"results/mix/demo/{budget}/mix_report.json").write_text(json.dumps(mix))
+        (ws / f"results/scores/demo/{budget}").mkdir(parents=True)
+        for condition, offset in (("smt_closed_book", 0.0), ("smt_rag", 0.1)):
+            record = score(condition, budget, a + offset + b * math.log(tokens))
+            (ws / f"results/scores/demo/{budget}/{condition}.json").write_text(json.dumps(record))
+    (ws / "results/scores/demo/rag_base.json").write_text(json.dumps(score("rag_base", None, 0.4)))
+    sh("python -m smt scaling --benchmark demo", ws)
+    fit = json.loads((ws / "results/scaling/demo/scaling.json").read_text())
+    closed = fit["fit_smt_closed_book"]
+    assert closed["a"] == pytest.approx(a) and closed["b"] == pytest.approx(b) and closed["r2"] == pytest.approx(1)
+    assert closed["tokens_to_match_rag"] == pytest.approx(math.exp((0.4 - a) / b))
+    assert fit["fit_smt_rag"]["a"] == pytest.approx(a + 0.1)
+    rows = (ws / "results/scaling/demo/points.csv").read_text().splitlines()
+    assert rows[0].startswith("condition,budget,synthetic_tokens,accuracy") and len(rows) == 1 + 2 * len(budgets)
+    assert (ws / "results/scaling/demo/scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

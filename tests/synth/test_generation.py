@@ -1,0 +1,78 @@
+"""Generation: per-item seeds make outputs independent of batching; parsers reject bad outputs with reasons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from smt.synth.backends.transformers import TransformersBackend
+from smt.synth.generation import Request, Sampling, item_seed
+from smt.synth.generators.qa import parse
+from smt.synth.generators.strategies import parse_strategies
+
+
+def test_item_seed_is_stable_and_distinct() -> None:
+    assert item_seed(1, "doc", "qa", 0) == item_seed(1, "doc", "qa", 0)
+    assert len({item_seed(1, "doc", "qa", i) for i in range(100)}) == 100
+    assert item_seed(1, "doc", "qa", 0) != item_seed(2, "doc", "qa", 0)
+
+
+@pytest.fixture(scope="module")
+def backend(base_model: Path) -> TransformersBackend:
+    return TransformersBackend(str(base_model), dtype="float32", batch_size=4)
+
+
+def _request(key: str, text: str, seed: int) -> Request:
+    return Request(key, [{"role": "user", "content": text}], seed)
+
+
+def test_output_does_not_depend_on_batch(backend: TransformersBackend) -> None:
+    sampling = Sampling(temperature=1.0, top_p=0.95, max_new_tokens=12)
+    alone = backend.generate([_request("a", "Name a colour.", 11)], sampling)[0]
+    mixed = backend.generate(
+        [
+            _request("x", "Write a long story about a cat and a dog.", 5),
+            _request("a", "Name a colour.", 11),
+            _request("y", "Name a colour.", 12),
+        ],
+        sampling,
+    )
+    assert mixed[1].text == alone.text
+    assert mixed[1].completion_tokens == alone.completion_tokens > 0
+    assert backend.stats.completion_tokens >= sum(c.completion_tokens for c in mixed)
+
+
+def test_greedy_is_deterministic_and_truncation_is_reported(backend: TransformersBackend) -> None:
+    sampling = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=3)
+    a, b = backend.generate(
+        [_request("a", "Count from one to twenty.", 1), _request("b", "Count from one to twenty.", 2)], sampling
+    )
+    assert a.text == b.text and a.finish_reason == "length" and a.completion_tokens == 3
+
+
+def test_prefill_starts_the_answer(backend: TransformersBackend) -> None:
+    request = Request("p", [{"role": "user", "content": "Ask me a question."}], 3, prefill="Question:")
+    completion = backend.generate([request], Sampling(0.7, 0.95, 8))[0]
+    assert completion.text.startswith("Question:")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Question: When did the tide festival start?\nAnswer: In 1847, as the article says.",
+            ("When did the tide festival start?", "In 1847, as the article says."),
+        ),
+        ("Question: festival\nAnswer: yes", "unparseable: question is not a question"),
+        ("The festival is old.", "unparseable: no 'Question:' ... 'Answer:'"),
+        ("Question: Who built the harp?\nAnswer: ", "empty answer"),
+    ],
+)
+def test_qa_parser(text: str, expected: object) -> None:
+    assert parse(text) == expected
+
+
+def test_strategy_parser_splits_on_headings() -> None:
+    text = "## Timeline of events: list each date\n## Who did what: a table of people\n##\n## ok"
+    assert parse_strategies(text) == ["Timeline of events: list each date", "Who did what: a table of people"]
