@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from smt import io
+
 FULL_HASH_LIMIT = 64 * 2**20
 SAMPLE_BYTES = 8 * 2**20
 
@@ -91,6 +93,10 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     """A model folder's smt manifest ({} for a folder smt did not write)."""
     path = Path(folder) / MANIFEST
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> None:
+    io.write_json(Path(folder) / MANIFEST, manifest)
 
 
 def model_identity(folder: str | Path) -> dict[str, Any]:

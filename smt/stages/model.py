@@ -15,8 +15,8 @@ def run(ctx: StageContext) -> None:
             )
         else:
             origin = models.from_local(ctx.p("model.path"), tmp)
-        io.write_json(
-            tmp / artifacts.MANIFEST,
+        artifacts.write_manifest(
+            tmp,
             {
                 "model_id": ctx.p("model.id"),
                 "source": source,

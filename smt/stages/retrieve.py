@@ -8,7 +8,7 @@ import time
 import polars as pl
 from tqdm import tqdm
 
-from smt import io
+from smt import io, prompts
 from smt.eval.framing import framed_question
 from smt.pipeline.context import StageContext
 from smt.rag import rerank
@@ -56,6 +56,8 @@ def run(ctx: StageContext) -> None:
         "seconds": round(time.time() - started, 1),
         "provenance": ctx.provenance(),
     }
+    if ctx.p("rag.reranker") == "llm":
+        report["prompts"] = {rerank.PROMPT: prompts.digest(rerank.PROMPT)}
     io.write_json(ctx.outputs["report"], report)
     ctx.log.info(
         "retrieved %s top-%d of %d for %d questions: document recall %s, evidence recall %s",

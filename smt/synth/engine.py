@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from smt import io, prompts
 from smt.synth import collect, journal
-from smt.synth.generation import Backend, BackendSettings, Completion, Request, Sampling, make_backend
+from smt.synth.backends import make_backend
+from smt.synth.generation import Backend, BackendSettings, Completion, Request, Sampling
 from smt.synth.job import Job
 
 

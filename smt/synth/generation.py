@@ -4,7 +4,7 @@ Each request carries its own seed (derived from the run seed, document id, gener
 sampling draws from a per-item random generator, so what an item gets does not depend on which batch or
 shard it lands in. Three backends implement `Backend`: transformers (smt/backends/transformers.py; CPU or
 GPU), vLLM offline (smt/backends/vllm.py) and an OpenAI-compatible HTTP endpoint (smt/backends/http.py);
-`make_backend` picks one from `generation.backend`.
+`smt.synth.backends.make_backend` picks one from `generation.backend`.
 """
 
 from __future__ import annotations
@@ -114,21 +114,3 @@ class BackendSettings:
     batch_size: int = 8
     vllm: dict[str, Any] = field(default_factory=dict)
     http: dict[str, Any] = field(default_factory=dict)
-
-
-def make_backend(settings: BackendSettings) -> Backend:
-    """The backend `generation.backend` names, imported only when chosen (a job that only merges or audits
-    generated records never loads torch)."""
-    if settings.backend == "transformers":
-        from smt.synth.backends.transformers import TransformersBackend
-
-        return TransformersBackend(settings.model_path, dtype=settings.dtype, batch_size=settings.batch_size)
-    if settings.backend == "vllm":
-        from smt.synth.backends.vllm import VLLMBackend
-
-        return VLLMBackend(settings.model_path, dtype=settings.dtype, **settings.vllm)
-    if settings.backend == "http":
-        from smt.synth.backends.http import HTTPBackend
-
-        return HTTPBackend(**settings.http)
-    raise ValueError(f"generation.backend = {settings.backend!r} is not available; allowed: {list(BACKENDS)}")

@@ -236,8 +236,8 @@ def train(spec: TrainSpec, log: logging.Logger) -> None:
     with io.atomic_dir(out) as tmp:
         export.export_model(model, base, tmp)
         base_manifest = artifacts.read_manifest(base)
-        io.write_json(
-            tmp / artifacts.MANIFEST,
+        artifacts.write_manifest(
+            tmp,
             {
                 "model_id": f"{base_manifest.get('model_id')}+smt-{spec.name}",
                 "base_model": base_manifest.get("model_id"),

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from helpers import env
 
-from smt.synth.generation import BackendSettings, Request, Sampling, make_backend
+from smt.synth.backends import make_backend
+from smt.synth.generation import BackendSettings, Request, Sampling
 from smt.synth.generators.entigraph import SCHEMA
 
 DOCUMENT = "<document>\nThe lighthouse of Port Calloway was lit in 1847.\n</document>\n\n"
@@ -110,7 +111,8 @@ def test_vllm_tensor_parallel_size_zero_means_every_visible_gpu(fake_vllm: None,
 
 VLLM_SCRIPT = """
 import json, sys
-from smt.synth.generation import BackendSettings, Request, Sampling, make_backend
+from smt.synth.backends import make_backend
+from smt.synth.generation import BackendSettings, Request, Sampling
 from smt.synth.generators.entigraph import SCHEMA
 
 if __name__ == "__main__":
