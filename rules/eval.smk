@@ -7,10 +7,10 @@ rule eval_closed_book_base:
 
     Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py."""
     input:
-        model="results/models/base",
+        model=W.input("eval_closed_book_base", "model", PARAMS),  # results/models/base/${roles.student}
         questions="results/data/{benchmark}/questions.parquet",
         documents="results/data/{benchmark}/documents.parquet",
-        judge="results/models/base",
+        judge=W.input("eval_closed_book_base", "judge", PARAMS),  # results/models/base/${roles.judge}
         params_stamp="results/.params/eval_closed_book_base/{benchmark}.json",
         code=[
             "smt/__init__.py",
@@ -70,10 +70,10 @@ rule eval_rag_base:
 
     Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py."""
     input:
-        model="results/models/base",
+        model=W.input("eval_rag_base", "model", PARAMS),  # results/models/base/${roles.student}
         questions="results/data/{benchmark}/questions.parquet",
         documents="results/data/{benchmark}/documents.parquet",
-        judge="results/models/base",
+        judge=W.input("eval_rag_base", "judge", PARAMS),  # results/models/base/${roles.judge}
         hits="results/retrieval/{benchmark}/hits.jsonl",
         retrieval_report="results/retrieval/{benchmark}/retrieval_report.json",
         params_stamp="results/.params/eval_rag_base/{benchmark}.json",
@@ -135,11 +135,11 @@ rule eval_smt_closed_book:
 
     Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py."""
     input:
-        model="results/models/smt/{benchmark}/{budget}",
+        model="results/models/smt/{benchmark}/{recipe}/{budget}",
         questions="results/data/{benchmark}/questions.parquet",
         documents="results/data/{benchmark}/documents.parquet",
-        judge="results/models/base",
-        params_stamp="results/.params/eval_smt_closed_book/{benchmark}-{budget}.json",
+        judge=W.input("eval_smt_closed_book", "judge", PARAMS),  # results/models/base/${roles.judge}
+        params_stamp="results/.params/eval_smt_closed_book/{benchmark}-{recipe}-{budget}.json",
         code=[
             "smt/__init__.py",
             "smt/artifacts.py",
@@ -174,14 +174,14 @@ rule eval_smt_closed_book:
             "smt/synth/generation.py",
         ],
     output:
-        score="results/scores/{benchmark}/{budget}/smt_closed_book.json",
-        predictions="results/scores/{benchmark}/{budget}/smt_closed_book.predictions.jsonl",
+        score="results/scores/{benchmark}/{recipe}/{budget}/smt_closed_book.json",
+        predictions="results/scores/{benchmark}/{recipe}/{budget}/smt_closed_book.predictions.jsonl",
     params:
         fingerprint=W.fingerprint("eval_smt_closed_book", PARAMS),
     log:
-        "results/logs/eval_smt_closed_book/{benchmark}-{budget}.log",
+        "results/logs/eval_smt_closed_book/{benchmark}-{recipe}-{budget}.log",
     benchmark:
-        "results/benchmarks/eval_smt_closed_book/{benchmark}-{budget}.tsv"
+        "results/benchmarks/eval_smt_closed_book/{benchmark}-{recipe}-{budget}.tsv"
     threads: 2
     resources:
         mem_mb=4000,
@@ -190,7 +190,7 @@ rule eval_smt_closed_book:
     conda:
         "../envs/evaluate.yaml"
     shell:
-        "SMT_JOB_GPUS={resources.gpu} python -m smt eval_smt_closed_book --benchmark {wildcards.benchmark} --budget {wildcards.budget}"
+        "SMT_JOB_GPUS={resources.gpu} python -m smt eval_smt_closed_book --benchmark {wildcards.benchmark} --recipe {wildcards.recipe} --budget {wildcards.budget}"
 
 
 rule eval_smt_rag:
@@ -198,13 +198,13 @@ rule eval_smt_rag:
 
     Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py."""
     input:
-        model="results/models/smt/{benchmark}/{budget}",
+        model="results/models/smt/{benchmark}/{recipe}/{budget}",
         questions="results/data/{benchmark}/questions.parquet",
         documents="results/data/{benchmark}/documents.parquet",
-        judge="results/models/base",
+        judge=W.input("eval_smt_rag", "judge", PARAMS),  # results/models/base/${roles.judge}
         hits="results/retrieval/{benchmark}/hits.jsonl",
         retrieval_report="results/retrieval/{benchmark}/retrieval_report.json",
-        params_stamp="results/.params/eval_smt_rag/{benchmark}-{budget}.json",
+        params_stamp="results/.params/eval_smt_rag/{benchmark}-{recipe}-{budget}.json",
         code=[
             "smt/__init__.py",
             "smt/artifacts.py",
@@ -239,14 +239,14 @@ rule eval_smt_rag:
             "smt/synth/generation.py",
         ],
     output:
-        score="results/scores/{benchmark}/{budget}/smt_rag.json",
-        predictions="results/scores/{benchmark}/{budget}/smt_rag.predictions.jsonl",
+        score="results/scores/{benchmark}/{recipe}/{budget}/smt_rag.json",
+        predictions="results/scores/{benchmark}/{recipe}/{budget}/smt_rag.predictions.jsonl",
     params:
         fingerprint=W.fingerprint("eval_smt_rag", PARAMS),
     log:
-        "results/logs/eval_smt_rag/{benchmark}-{budget}.log",
+        "results/logs/eval_smt_rag/{benchmark}-{recipe}-{budget}.log",
     benchmark:
-        "results/benchmarks/eval_smt_rag/{benchmark}-{budget}.tsv"
+        "results/benchmarks/eval_smt_rag/{benchmark}-{recipe}-{budget}.tsv"
     threads: 2
     resources:
         mem_mb=4000,
@@ -255,4 +255,4 @@ rule eval_smt_rag:
     conda:
         "../envs/evaluate.yaml"
     shell:
-        "SMT_JOB_GPUS={resources.gpu} python -m smt eval_smt_rag --benchmark {wildcards.benchmark} --budget {wildcards.budget}"
+        "SMT_JOB_GPUS={resources.gpu} python -m smt eval_smt_rag --benchmark {wildcards.benchmark} --recipe {wildcards.recipe} --budget {wildcards.budget}"

@@ -3,11 +3,11 @@
 
 
 rule model:
-    """Materialize the base model (generator and student) as a normal Hugging Face model folder.
+    """Materialize a model (generator, student or judge) once as a normal Hugging Face model folder.
 
     Tests: tests/pipeline/test_builds.py."""
     input:
-        params_stamp="results/.params/model/all.json",
+        params_stamp="results/.params/model/{model}.json",
         code=[
             "smt/__init__.py",
             "smt/artifacts.py",
@@ -21,11 +21,11 @@ rule model:
             "smt/stages/model.py",
         ],
     output:
-        model=directory("results/models/base"),
+        model=directory("results/models/base/{model}"),
     params:
         fingerprint=W.fingerprint("model", PARAMS),
     log:
-        "results/logs/model/all.log",
+        "results/logs/model/{model}.log",
     threads: 1
     resources:
         mem_mb=4000,
@@ -34,4 +34,4 @@ rule model:
     conda:
         "../envs/train.yaml"
     shell:
-        "SMT_JOB_GPUS={resources.gpu} python -m smt model"
+        "SMT_JOB_GPUS={resources.gpu} python -m smt model --model {wildcards.model}"

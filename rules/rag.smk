@@ -18,6 +18,8 @@ rule rag_index:
             "smt/pipeline/params.py",
             "smt/pipeline/provenance.py",
             "smt/rag/__init__.py",
+            "smt/rag/chunks.py",
+            "smt/rag/embedding.py",
             "smt/rag/retrieval.py",
             "smt/stages/__init__.py",
             "smt/stages/rag_index.py",
@@ -49,7 +51,7 @@ rule retrieve:
         index="results/index/{benchmark}",
         questions="results/data/{benchmark}/questions.parquet",
         documents="results/data/{benchmark}/documents.parquet",
-        model="results/models/base",
+        model=W.input("retrieve", "model", PARAMS),  # results/models/base/${roles.student}
         params_stamp="results/.params/retrieve/{benchmark}.json",
         code=[
             "smt/__init__.py",
@@ -64,6 +66,8 @@ rule retrieve:
             "smt/prompts/__init__.py",
             "smt/prompts/rerank_llm.txt",
             "smt/rag/__init__.py",
+            "smt/rag/chunks.py",
+            "smt/rag/embedding.py",
             "smt/rag/recall.py",
             "smt/rag/rerank.py",
             "smt/rag/retrieval.py",

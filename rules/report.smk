@@ -7,10 +7,10 @@ rule scaling:
 
     Tests: tests/eval/test_scoring.py, tests/pipeline/test_rebuild.py."""
     input:
-        smt_closed_book=W.input("scaling", "smt_closed_book", PARAMS),  # results/scores/{benchmark}/{budget}/smt_closed_book.json
-        smt_rag=W.input("scaling", "smt_rag", PARAMS),  # results/scores/{benchmark}/{budget}/smt_rag.json
+        smt_closed_book=W.input("scaling", "smt_closed_book", PARAMS),  # results/scores/{benchmark}/{recipe}/{budget}/smt_closed_book.json
+        smt_rag=W.input("scaling", "smt_rag", PARAMS),  # results/scores/{benchmark}/{recipe}/{budget}/smt_rag.json
         rag_base="results/scores/{benchmark}/rag_base.json",
-        mix_reports=W.input("scaling", "mix_reports", PARAMS),  # results/mix/{benchmark}/{budget}/mix_report.json
+        mix_reports=W.input("scaling", "mix_reports", PARAMS),  # results/mix/{benchmark}/{recipe}/{budget}/mix_report.json
         params_stamp="results/.params/scaling/{benchmark}.json",
         code=[
             "smt/__init__.py",
@@ -52,14 +52,15 @@ rule report:
     input:
         scores_closed_book_base=W.input("report", "scores_closed_book_base", PARAMS),  # results/scores/{benchmark}/closed_book_base.json
         scores_rag_base=W.input("report", "scores_rag_base", PARAMS),  # results/scores/{benchmark}/rag_base.json
-        scores_smt_closed_book=W.input("report", "scores_smt_closed_book", PARAMS),  # results/scores/{benchmark}/{budget}/smt_closed_book.json
-        scores_smt_rag=W.input("report", "scores_smt_rag", PARAMS),  # results/scores/{benchmark}/{budget}/smt_rag.json
+        scores_smt_closed_book=W.input("report", "scores_smt_closed_book", PARAMS),  # results/scores/{benchmark}/{recipe}/{budget}/smt_closed_book.json
+        scores_smt_rag=W.input("report", "scores_smt_rag", PARAMS),  # results/scores/{benchmark}/{recipe}/{budget}/smt_rag.json
         scaling_fits=W.input("report", "scaling_fits", PARAMS),  # results/scaling/{benchmark}/scaling.json
         scaling_figures=W.input("report", "scaling_figures", PARAMS),  # results/scaling/{benchmark}/scaling.png
-        train_metrics=W.input("report", "train_metrics", PARAMS),  # results/train/{benchmark}/{budget}/train_metrics.json
+        train_metrics=W.input("report", "train_metrics", PARAMS),  # results/train/{benchmark}/{recipe}/{budget}/train_metrics.json
+        mix_reports=W.input("report", "mix_reports", PARAMS),  # results/mix/{benchmark}/{recipe}/{budget}/mix_report.json
         qa_manifests=W.input("report", "qa_manifests", PARAMS),  # results/synth/{benchmark}/qa.manifest.json
         docs_manifests=W.input("report", "docs_manifests", PARAMS),  # results/synth/{benchmark}/docs/{generator}.manifest.json
-        base_model="results/models/base",
+        generator=W.input("report", "generator", PARAMS),  # results/models/base/${roles.generator}
         params_stamp="results/.params/report/all.json",
         code=[
             "smt/__init__.py",
@@ -74,6 +75,8 @@ rule report:
             "smt/pipeline/provenance.py",
             "smt/stages/__init__.py",
             "smt/stages/report.py",
+            "smt/train/__init__.py",
+            "smt/train/compute.py",
         ],
     output:
         report="results/report.md",

@@ -7,7 +7,7 @@
 rule synth_qa_shard:
     """One shard of synth_qa (outputs temporary, merged by rule synth_qa)."""
     input:
-        model="results/models/base",
+        model=W.input("synth_qa", "model", PARAMS),  # results/models/base/${roles.generator}
         documents="results/data/{benchmark}/documents.parquet",
         params_stamp="results/.params/synth_qa/{benchmark}.json",
         code=[
@@ -33,7 +33,9 @@ rule synth_qa_shard:
             "smt/synth/generation.py",
             "smt/synth/generators/__init__.py",
             "smt/synth/generators/qa.py",
+            "smt/synth/job.py",
             "smt/synth/journal.py",
+            "smt/synth/rounds.py",
         ],
     output:
         records=temp("results/synth/{benchmark}/shards/qa/{shard}.jsonl"),
@@ -62,7 +64,7 @@ rule synth_qa:
 
     Tests: tests/synth/test_engine.py."""
     input:
-        model="results/models/base",
+        model=W.input("synth_qa", "model", PARAMS),  # results/models/base/${roles.generator}
         documents="results/data/{benchmark}/documents.parquet",
         shards=W.shard_files("synth_qa", PARAMS),
         params_stamp="results/.params/synth_qa/{benchmark}.json",
@@ -89,7 +91,9 @@ rule synth_qa:
             "smt/synth/generation.py",
             "smt/synth/generators/__init__.py",
             "smt/synth/generators/qa.py",
+            "smt/synth/job.py",
             "smt/synth/journal.py",
+            "smt/synth/rounds.py",
         ],
     output:
         qa="results/synth/{benchmark}/qa.jsonl",
@@ -114,7 +118,7 @@ rule synth_qa:
 rule synth_docs_shard:
     """One shard of synth_docs (outputs temporary, merged by rule synth_docs)."""
     input:
-        model="results/models/base",
+        model=W.input("synth_docs", "model", PARAMS),  # results/models/base/${roles.generator}
         documents="results/data/{benchmark}/documents.parquet",
         qa="results/synth/{benchmark}/qa.jsonl",
         params_stamp="results/.params/synth_docs/{benchmark}-{generator}.json",
@@ -141,7 +145,9 @@ rule synth_docs_shard:
             "smt/synth/generation.py",
             "smt/synth/generators/__init__.py",
             "smt/synth/generators/strategies.py",
+            "smt/synth/job.py",
             "smt/synth/journal.py",
+            "smt/synth/rounds.py",
             "smt/prompts/{generator}.txt",
             "smt/synth/generators/{generator}.py",
         ],
@@ -172,7 +178,7 @@ rule synth_docs:
 
     Tests: tests/synth/test_engine.py."""
     input:
-        model="results/models/base",
+        model=W.input("synth_docs", "model", PARAMS),  # results/models/base/${roles.generator}
         documents="results/data/{benchmark}/documents.parquet",
         qa="results/synth/{benchmark}/qa.jsonl",
         shards=W.shard_files("synth_docs", PARAMS),
@@ -200,7 +206,9 @@ rule synth_docs:
             "smt/synth/generation.py",
             "smt/synth/generators/__init__.py",
             "smt/synth/generators/strategies.py",
+            "smt/synth/job.py",
             "smt/synth/journal.py",
+            "smt/synth/rounds.py",
             "smt/prompts/{generator}.txt",
             "smt/synth/generators/{generator}.py",
         ],
@@ -270,7 +278,7 @@ rule synth_audit:
 
     Tests: tests/synth/test_audit.py."""
     input:
-        model="results/models/base",
+        model=W.input("synth_audit", "model", PARAMS),  # results/models/base/${roles.student}
         qa="results/synth/{benchmark}/qa.jsonl",
         docs=W.input("synth_audit", "docs", PARAMS),  # results/synth/{benchmark}/docs/{generator}.jsonl
         params_stamp="results/.params/synth_audit/{benchmark}.json",
@@ -283,14 +291,10 @@ rule synth_audit:
             "smt/pipeline/params.py",
             "smt/pipeline/provenance.py",
             "smt/rag/__init__.py",
-            "smt/rag/retrieval.py",
+            "smt/rag/embedding.py",
             "smt/stages/__init__.py",
             "smt/stages/synth_audit.py",
             "smt/synth/__init__.py",
-            "smt/synth/backends/__init__.py",
-            "smt/synth/backends/http.py",
-            "smt/synth/backends/transformers.py",
-            "smt/synth/backends/vllm.py",
             "smt/synth/contamination.py",
             "smt/synth/diversity.py",
             "smt/synth/generation.py",

@@ -3,18 +3,17 @@
 
 
 rule mix:
-    """Mix synthetic QAs and documents to a token budget and ratio, plus replay text.
+    """Mix a recipe's synthetic streams to a token budget by their shares, plus replay text.
 
     Tests: tests/train/test_mixing.py."""
     input:
-        model="results/models/base",
-        qa="results/synth/{benchmark}/qa.jsonl",
-        docs=W.input("mix", "docs", PARAMS),  # results/synth/{benchmark}/docs/{generator}.jsonl
+        model=W.input("mix", "model", PARAMS),  # results/models/base/${roles.student}
+        streams=W.input("mix", "streams", PARAMS),  # the records of the recipe's streams
         replay=W.input("mix", "replay", PARAMS),  # ${mix.replay_corpus}
-        contamination="results/synth/{benchmark}/contamination.json",
-        qa_manifest="results/synth/{benchmark}/qa.manifest.json",
-        docs_manifests=W.input("mix", "docs_manifests", PARAMS),  # results/synth/{benchmark}/docs/{generator}.manifest.json
-        params_stamp="results/.params/mix/{benchmark}-{budget}.json",
+        manifests=W.input("mix", "manifests", PARAMS),  # the manifests of the recipe's streams
+        questions="results/data/{benchmark}/questions.parquet",
+        documents="results/data/{benchmark}/documents.parquet",
+        params_stamp="results/.params/mix/{benchmark}-{recipe}-{budget}.json",
         code=[
             "smt/__init__.py",
             "smt/artifacts.py",
@@ -26,17 +25,18 @@ rule mix:
             "smt/stages/__init__.py",
             "smt/stages/mix.py",
             "smt/synth/__init__.py",
+            "smt/synth/contamination.py",
             "smt/synth/records.py",
             "smt/train/__init__.py",
             "smt/train/mixing.py",
         ],
     output:
-        train="results/mix/{benchmark}/{budget}/train.jsonl",
-        report="results/mix/{benchmark}/{budget}/mix_report.json",
+        train="results/mix/{benchmark}/{recipe}/{budget}/train.jsonl",
+        report="results/mix/{benchmark}/{recipe}/{budget}/mix_report.json",
     params:
         fingerprint=W.fingerprint("mix", PARAMS),
     log:
-        "results/logs/mix/{benchmark}-{budget}.log",
+        "results/logs/mix/{benchmark}-{recipe}-{budget}.log",
     threads: 1
     resources:
         mem_mb=2000,
@@ -45,7 +45,7 @@ rule mix:
     conda:
         "../envs/core.yaml"
     shell:
-        "SMT_JOB_GPUS={resources.gpu} python -m smt mix --benchmark {wildcards.benchmark} --budget {wildcards.budget}"
+        "SMT_JOB_GPUS={resources.gpu} python -m smt mix --benchmark {wildcards.benchmark} --recipe {wildcards.recipe} --budget {wildcards.budget}"
 
 
 rule train:
@@ -53,10 +53,10 @@ rule train:
 
     Tests: tests/train/test_sft.py."""
     input:
-        model="results/models/base",
-        train="results/mix/{benchmark}/{budget}/train.jsonl",
-        mix_report="results/mix/{benchmark}/{budget}/mix_report.json",
-        params_stamp="results/.params/train/{benchmark}-{budget}.json",
+        model=W.input("train", "model", PARAMS),  # results/models/base/${roles.student}
+        train="results/mix/{benchmark}/{recipe}/{budget}/train.jsonl",
+        mix_report="results/mix/{benchmark}/{recipe}/{budget}/mix_report.json",
+        params_stamp="results/.params/train/{benchmark}-{recipe}-{budget}.json",
         code=[
             "envs/accelerate/deepspeed_zero3.json",
             "envs/accelerate/deepspeed_zero3.yaml",
@@ -81,15 +81,15 @@ rule train:
             "smt/train/spec.py",
         ],
     output:
-        model=directory("results/models/smt/{benchmark}/{budget}"),
-        loss="results/train/{benchmark}/{budget}/loss.csv",
-        metrics="results/train/{benchmark}/{budget}/train_metrics.json",
+        model=directory("results/models/smt/{benchmark}/{recipe}/{budget}"),
+        loss="results/train/{benchmark}/{recipe}/{budget}/loss.csv",
+        metrics="results/train/{benchmark}/{recipe}/{budget}/train_metrics.json",
     params:
         fingerprint=W.fingerprint("train", PARAMS),
     log:
-        "results/logs/train/{benchmark}-{budget}.log",
+        "results/logs/train/{benchmark}-{recipe}-{budget}.log",
     benchmark:
-        "results/benchmarks/train/{benchmark}-{budget}.tsv"
+        "results/benchmarks/train/{benchmark}-{recipe}-{budget}.tsv"
     threads: 2
     resources:
         mem_mb=8000,
@@ -98,4 +98,4 @@ rule train:
     conda:
         "../envs/train.yaml"
     shell:
-        "SMT_JOB_GPUS={resources.gpu} python -m smt train --benchmark {wildcards.benchmark} --budget {wildcards.budget}"
+        "SMT_JOB_GPUS={resources.gpu} python -m smt train --benchmark {wildcards.benchmark} --recipe {wildcards.recipe} --budget {wildcards.budget}"

@@ -22,7 +22,7 @@ def from_gguf_package(package: str, gguf_file: str, dtype: str, out: Path) -> di
     folder = package_dir(package)
     gguf = folder / gguf_file
     if not gguf.exists():
-        raise FileNotFoundError(f"model.gguf_file = {gguf_file!r} not found in {folder}")
+        raise FileNotFoundError(f"gguf_file = {gguf_file!r} not found in {folder} (package {package})")
     tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file)
     model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_file, dtype=getattr(torch, dtype))
     model.hf_quantizer = None
@@ -42,6 +42,6 @@ def from_gguf_package(package: str, gguf_file: str, dtype: str, out: Path) -> di
 
 def from_local(path: str | None, out: Path) -> dict[str, Any]:
     if not path or not Path(path).is_dir():
-        raise FileNotFoundError(f"model.path = {path!r} is not a model folder")
+        raise FileNotFoundError(f"path = {path!r} is not a model folder")
     shutil.copytree(path, out, dirs_exist_ok=True)
     return {"path": str(Path(path).resolve())}

@@ -20,8 +20,8 @@ def small_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def base_model(small_workspace: Path) -> Path:
     """The embedded default base model, built by Snakemake as a single target of the small workspace."""
-    sh("snakemake --cores 2 results/models/base", small_workspace)
-    return small_workspace / "results" / "models" / "base"
+    sh("snakemake --cores 2 results/models/base/smollm2", small_workspace)
+    return small_workspace / "results" / "models" / "base" / "smollm2"
 
 
 @pytest.fixture(scope="session")

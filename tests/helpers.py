@@ -78,27 +78,30 @@ def snakemake_pending(ws: Path) -> set[str]:
 def snakemake_planned(out: str) -> set[str]:
     """Stage instances in the output of `snakemake -n`, read from the commands it prints (a shard job,
     `--shard i`, counts as its stage instance)."""
+    from smt.pipeline import stage as ST
+    from smt.pipeline import stages as S
+
     pending = set()
-    for stage, args in re.findall(r"python -m smt (\w+)((?: --(?!shard )\w+ \S+)*)", out):
-        values = re.findall(r"--\w+ (\S+)", args)
-        pending.add(f"{stage}@{'-'.join(values)}" if values else stage)
+    for name, args in re.findall(r"python -m smt (\w+)((?: --(?!shard )\w+ \S+)*)", out):
+        axes = dict(re.findall(r"--(\w+) (\S+)", args))
+        pending.add(ST.instance_id(S.stage(name), axes))
     return pending
 
 
 def dvc_status(ws: Path) -> set[str]:
-    """The stages `dvc status` reports changed (the `external_inputs` stage, which re-hashes the model folders
+    """The stages `dvc status` reports changed (the `refresh` stage, which rewrites the derived inputs
     params.yaml names on every `dvc repro`, is always listed and left out)."""
-    return set(json.loads(sh("dvc status --json", ws).stdout or "{}")) - {"external_inputs"}
+    return set(json.loads(sh("dvc status --json", ws).stdout or "{}")) - {"refresh"}
 
 
 def dvc_pending(ws: Path) -> set[str]:
     """Stage instances `dvc repro` would run, from DVC's own status and graph: the changed stages and every
     stage downstream of them. (`dvc repro --dry --force-downstream` would also force every reader of the
-    always-run `external_inputs` stage, whose outputs change only with the folders' content.)"""
+    always-run `refresh` stage, whose outputs change only with what they derive from.)"""
     from dvc.repo import Repo
 
     with contextlib.chdir(ws), Repo(str(ws)) as repo:  # stage addresses are relative to the working directory
-        todo = list(set(repo.status()) - {"external_inputs"})
+        todo = list(set(repo.status()) - {"refresh"})
         readers: dict[str, set[str]] = {}
         for consumer, producer in repo.index.graph.edges:
             readers.setdefault(producer.addressing, set()).add(consumer.addressing)

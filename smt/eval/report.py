@@ -1,17 +1,18 @@
-"""The results page: every benchmark's accuracy per condition with 95% intervals, the scaling figures, and the
-compute spent (C = 2MD + 6ND), as markdown (results/report.md) and a self-contained HTML page."""
+"""The results page, as the paper reports it: per benchmark, the base model closed-book and with RAG, then each
+recipe's model closed-book and with RAG (largest budget), with 95% intervals and the gain over RAG; a summary
+of how many benchmarks each recipe beats RAG on; the scaling figures; and the compute spent (C = 2MD + 6ND).
+Markdown (results/report.md) and a self-contained HTML page."""
 
 from __future__ import annotations
 
 import base64
 import html
-import json
-import struct
 from pathlib import Path
 from typing import Any
 
 from smt import io
-from smt.eval.conditions import CONDITIONS, LABELS, LEGEND
+from smt.eval.conditions import CONDITIONS, LEGEND
+from smt.train.compute import parameter_count
 
 SCORER_NOTES = {
     "loglik": "each option scored by the mean log-probability of its tokens as the answer; the likeliest wins",
@@ -20,19 +21,20 @@ SCORER_NOTES = {
 }
 
 
-def load_scores(paths: dict[str, list[str]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """(benchmark, condition) -> score record, from each condition's score files, checked against the file it
-    claims to be. The SMT conditions show the model trained on the largest token budget (the scaling figure
-    shows every budget)."""
-    scores: dict[tuple[str, str], dict[str, Any]] = {}
-    for cond in CONDITIONS:
-        for path in paths[cond]:
-            record = io.read_json(path)
-            if record.get("condition") != cond:
-                raise ValueError(f"{path}: holds condition {record.get('condition')!r}, expected {cond!r}")
-            key = (record["benchmark"], cond)
-            if key not in scores or (record.get("budget") or 0) > (scores[key].get("budget") or 0):
-                scores[key] = record
+Table = list[list[str]]
+
+
+def load_scores(paths: list[str]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(benchmark, recipe or 'base', condition) -> score record; an SMT recipe's entry is its model trained on
+    the largest token budget (the scaling figure shows every budget)."""
+    scores: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for path in paths:
+        record = io.read_json(path)
+        if record.get("condition") not in CONDITIONS:
+            raise ValueError(f"{path}: holds condition {record.get('condition')!r}, expected one of {CONDITIONS}")
+        key = (record["benchmark"], record.get("recipe") or "base", record["condition"])
+        if key not in scores or (record.get("budget") or 0) > (scores[key].get("budget") or 0):
+            scores[key] = record
     return scores
 
 
@@ -43,31 +45,46 @@ def cell(record: dict[str, Any] | None, decimals: int) -> str:
     return f"{pct(record['accuracy'])}% [{pct(record['ci_low'])}, {pct(record['ci_high'])}] (n={record['n']})"
 
 
-def score_rows(scores: dict[tuple[str, str], dict[str, Any]], decimals: int) -> list[list[str]]:
-    benchmarks = list(dict.fromkeys(bench for bench, _ in scores))
-    return [[b, *(cell(scores.get((b, c)), decimals) for c in CONDITIONS)] for b in benchmarks]
+Wins = dict[str, dict[str, list[str]]]
 
 
-def safetensors_parameters(model_dir: str) -> int:
-    """Parameter count from the safetensors headers (shapes only; no weights are read)."""
-    total = 0
-    for path in sorted(Path(model_dir).glob("*.safetensors")):
-        with path.open("rb") as fh:
-            (size,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(size))
-        for name, entry in header.items():
-            if name != "__metadata__":
-                count = 1
-                for dim in entry["shape"]:
-                    count *= dim
-                total += count
-    return total
+def tables(
+    scores: dict[tuple[str, str, str], dict[str, Any]], recipes: dict[str, dict[str, float]], decimals: int
+) -> tuple[dict[str, Table], Wins]:
+    """Per benchmark: rows of (model, closed-book, with RAG, gain over RAG), and per recipe the benchmarks on
+    which its closed-book and its RAG accuracy beat the base model's RAG accuracy."""
+    found: dict[str, Table] = {}
+    wins: Wins = {r: {"closed_book": [], "rag": []} for r in recipes}
+    for benchmark in dict.fromkeys(b for b, _, _ in scores):
+        rag = scores.get((benchmark, "base", "rag_base"))
+        rows = [["base", cell(scores.get((benchmark, "base", "closed_book_base")), decimals), cell(rag, decimals), ""]]
+        for recipe, shares in recipes.items():
+            closed = scores.get((benchmark, recipe, "smt_closed_book"))
+            with_rag = scores.get((benchmark, recipe, "smt_rag"))
+            budget = (closed or with_rag or {}).get("budget")
+            mix = ", ".join(f"{stream} {share:g}" for stream, share in shares.items())
+            gain = f"{100 * (closed['accuracy'] - rag['accuracy']):+.{decimals}f}" if closed and rag else "n/a"
+            rows.append([f"{recipe} ({mix}; {budget} tokens)", cell(closed, decimals), cell(with_rag, decimals), gain])
+            for kind, record in (("closed_book", closed), ("rag", with_rag)):
+                if record and rag and record["accuracy"] > rag["accuracy"]:
+                    wins[recipe][kind].append(benchmark)
+        found[benchmark] = rows
+    return found, wins
+
+
+def summary(wins: Wins, benchmarks: int) -> list[str]:
+    return [
+        f"{recipe} beats RAG on {len(w['closed_book'])} of {benchmarks} benchmarks closed-book"
+        f"{' (' + ', '.join(w['closed_book']) + ')' if w['closed_book'] else ''}, and on {len(w['rag'])} of "
+        f"{benchmarks} with RAG{' (' + ', '.join(w['rag']) + ')' if w['rag'] else ''}."
+        for recipe, w in wins.items()
+    ]
 
 
 def compute(generator: str, manifests: list[str], train_metrics: list[str]) -> dict[str, Any]:
     """C = 2MD (generating D synthetic tokens with an M-parameter generator) + 6ND (training an N-parameter
     student on D tokens), summed over benchmarks and budgets."""
-    generator_params = safetensors_parameters(generator)
+    generator_params = parameter_count(generator)
     generated = 0
     for path in manifests:
         manifest = io.read_json(path)
@@ -87,48 +104,49 @@ def compute(generator: str, manifests: list[str], train_metrics: list[str]) -> d
 
 
 def scaling(fits: list[str], figures: list[str]) -> list[dict[str, Any]]:
-    found = []
-    for fit_path, figure in zip(fits, figures, strict=True):
-        found.append({**io.read_json(fit_path), "figure": figure})
-    return found
+    return [{**io.read_json(fit_path), "figure": figure} for fit_path, figure in zip(fits, figures, strict=True)]
 
 
-def _fit_line(item: dict[str, Any]) -> str:
-    fit = item.get("fit_smt_closed_book")
-    if not fit:
-        return f"{item['benchmark']}: one budget only, no fit (list several in `mix.token_budgets`)."
-    match = fit["tokens_to_match_rag"]
-    reach = f"reaches RAG (base) at about {match:.3g} synthetic tokens" if match else "does not rise towards RAG"
-    return (
-        f"{item['benchmark']}: SMT closed-book accuracy = {fit['a']:.3f} + {fit['b']:.4f} ln(tokens) "
-        f"(R² {fit['r2']:.2f}, {100 * fit['per_doubling']:+.2f} points per doubling); {reach}."
-    )
+def fit_lines(item: dict[str, Any]) -> list[str]:
+    lines = []
+    for recipe, by_condition in item.get("fits", {}).items():
+        fit = by_condition.get("smt_closed_book")
+        if not fit:
+            lines.append(
+                f"{item['benchmark']}, {recipe}: one budget only, no fit (list several in `mix.token_budgets`)."
+            )
+            continue
+        match = fit["tokens_to_match_rag"]
+        reach = f"reaches RAG (base) at about {match:.3g} tokens" if match else "does not rise towards RAG"
+        lines.append(
+            f"{item['benchmark']}, {recipe}: closed-book accuracy = {fit['a']:.3f} + {fit['b']:.4f} ln(tokens) "
+            f"(R² {fit['r2']:.2f}, {100 * fit['per_doubling']:+.2f} points per doubling); {reach}."
+        )
+    return lines
 
 
-def markdown(rows: list[list[str]], scorers: list[str], figures: list[dict[str, Any]], flops: dict[str, Any]) -> str:
-    header = ["Benchmark", *(LABELS[c] for c in CONDITIONS)]
-    lines = [
-        "# Synthetic Mixed Training: results",
-        "",
-        "Accuracy per benchmark and condition: percent, [95% bootstrap interval], (questions scored).",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|---|" + "---:|" * len(CONDITIONS),
-        *("| " + " | ".join(r) + " |" for r in rows),
-        "",
-        "Scorer: " + "; ".join(f"{s} ({SCORER_NOTES.get(s, 'see smt/eval/scorers.py')})" for s in scorers) + ".",
-        "",
-        "Conditions:",
-        "",
-        *(f"- **{LABELS[c]}**: {LEGEND[c]}" for c in CONDITIONS),
-        "",
-        "## Scaling",
-        "",
-    ]
+HEADER = ["model", "closed-book", "with RAG", "gain over RAG (closed-book, points)"]
+NOTE = (
+    "Accuracy: percent, [95% bootstrap interval], (questions scored). Each recipe's model is the one trained on the "
+    "largest token budget (the scaling figures show every budget); the gain is its closed-book accuracy minus the "
+    "base model's with RAG."
+)
+
+
+def markdown(
+    found: dict[str, Table], lines: list[str], scorers: list[str], figures: list[dict[str, Any]], flops: dict
+) -> str:
+    out = ["# Synthetic Mixed Training: results", "", NOTE, ""]
+    for benchmark, rows in found.items():
+        out += [f"## {benchmark}", "", "| " + " | ".join(HEADER) + " |", "|---|---:|---:|---:|"]
+        out += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+    out += ["## Summary", "", *(f"- {line}" for line in lines), ""]
+    out += ["Scorer: " + "; ".join(f"{s} ({SCORER_NOTES.get(s, 'see smt/eval/scorers.py')})" for s in scorers) + "."]
+    out += ["", "Conditions:", "", *(f"- **{c}**: {LEGEND[c]}" for c in CONDITIONS), "", "## Scaling", ""]
     for item in figures:
         rel = Path(item["figure"]).relative_to("results").as_posix()
-        lines += [f"![{item['benchmark']} scaling]({rel})", "", _fit_line(item), ""]
-    lines += [
+        out += [f"![{item['benchmark']} scaling]({rel})", "", *fit_lines(item), ""]
+    out += [
         "## Compute",
         "",
         f"C = 2MD + 6ND = {flops['total_flops']:.3g} FLOPs: generation {flops['generation_flops_2md']:.3g} "
@@ -136,25 +154,31 @@ def markdown(rows: list[list[str]], scorers: list[str], figures: list[dict[str, 
         f"generator), training {flops['training_flops_6nd']:.3g} ({flops['training_tokens']} tokens over "
         f"{flops['training_runs']} runs).",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(out) + "\n"
 
 
-def html_page(markdown_rows: list[list[str]], figures: list[dict[str, Any]], flops: dict[str, Any]) -> str:
+def html_page(found: dict[str, Table], lines: list[str], figures: list[dict[str, Any]], flops: dict) -> str:
     """One self-contained page (figures inlined), for a browser or a CI artifact."""
     esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in ["Benchmark", *(LABELS[c] for c in CONDITIONS)])
-    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in markdown_rows)
+    head = "".join(f"<th>{esc(h)}</th>" for h in HEADER)
+    sections = "".join(
+        f"<h2>{esc(b)}</h2><table><tr>{head}</tr>"
+        + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+        + "</table>"
+        for b, rows in found.items()
+    )
     images = "".join(
         f"<h3>{esc(f['benchmark'])}</h3><img alt='scaling' src='data:image/png;base64,"
-        f"{base64.b64encode(Path(f['figure']).read_bytes()).decode()}'><p>{esc(_fit_line(f))}</p>"
+        f"{base64.b64encode(Path(f['figure']).read_bytes()).decode()}'>"
+        + "".join(f"<p>{esc(line)}</p>" for line in fit_lines(f))
         for f in figures
     )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>smt results</title><style>"
         "body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}</style>"
-        f"</head><body><h1>Synthetic Mixed Training: results</h1><table><tr>{head}</tr>{body}</table>"
-        f"<p>Accuracy, [95% bootstrap interval], (questions scored).</p><h2>Scaling</h2>{images}"
+        f"</head><body><h1>Synthetic Mixed Training: results</h1><p>{esc(NOTE)}</p>{sections}"
+        f"<h2>Summary</h2><ul>{''.join(f'<li>{esc(line)}</li>' for line in lines)}</ul><h2>Scaling</h2>{images}"
         f"<h2>Compute</h2><p>C = 2MD + 6ND = {flops['total_flops']:.3g} FLOPs "
         f"(generation {flops['generation_flops_2md']:.3g}, training {flops['training_flops_6nd']:.3g}).</p>"
         "</body></html>\n"

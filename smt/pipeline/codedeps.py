@@ -1,6 +1,6 @@
 """Each stage's source files, computed from its implementation rather than written by hand.
 
-A stage declares only its entry modules (e.g. `smt/stages/synth_docs.py` and `smt/generators/{generator}.py`);
+A stage declares only its entry modules (e.g. `smt/stages/synth_docs.py` and `smt/synth/generators/{generator}.py`);
 its code dependencies are the import closure of those modules (every `import` in the file, at any depth,
 including the lazy ones inside functions, and `importlib.import_module` with a constant name), plus the prompt
 files they load (`prompts.load/text/sections/digest` with a constant or a module-level name bound to one) and the
@@ -14,7 +14,7 @@ Two kinds of modules are treated specially, and the choice is tested:
   renderers, stamps, GPU placement, the command line). They are declared by no stage: what they decide reaches
   a stage only through its declaration (command, inputs, outputs, params keys), which both tools compare.
 
-A template such as `smt/generators/{generator}.py` stays a template (one DVC `foreach`/`matrix` entry serves
+A template such as `smt/synth/generators/{generator}.py` stays a template (one DVC `foreach`/`matrix` entry serves
 every value) when each value's closure holds its own file at that place; anything else a value's closure
 reaches is declared for every value, so both tools see the same list.
 """

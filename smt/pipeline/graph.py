@@ -6,12 +6,15 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from smt.pipeline import codedeps
+from smt.pipeline import codedeps, targets
 from smt.pipeline import params as P
+from smt.pipeline import stages as S
 from smt.pipeline.stage import (
     AXIS_REF,
     AXIS_VALUES_KEY,
     PARAM_REFS,
+    RECIPE_MANIFESTS,
+    RECIPE_STREAMS,
     Stage,
     fill_axes,
     instance_id,
@@ -37,9 +40,21 @@ def instances(st: Stage, params: dict[str, Any]) -> list[dict[str, str]]:
     return result
 
 
+def instance(params: dict[str, Any], iid: str) -> tuple[Stage, dict[str, str]]:
+    """The stage and axes of an instance id ('mix_smt@demo-4000'), under these params."""
+    for st in STAGES:
+        for axes in instances(st, params):
+            if instance_id(st, axes) == iid:
+                return st, axes
+    raise KeyError(f"no stage instance {iid!r} under these params")
+
+
 def expand(template: str, axes: dict[str, str], params: dict[str, Any]) -> list[str]:
     """Concrete paths of a template: the stage's own axes filled, params refs resolved, any other axis
-    expanded over params."""
+    expanded over params; a recipe's streams are those its params entry names."""
+    if template in (RECIPE_STREAMS, RECIPE_MANIFESTS):
+        shares = P.get(params, f"recipes.{axes['recipe']}")
+        return S.stream_files(shares, axes["benchmark"], manifests=template == RECIPE_MANIFESTS)
     template = resolve_params_refs(fill_axes(template, axes), params)
     paths = [template]
     for axis in AXIS_REF.findall(template):
@@ -89,13 +104,19 @@ def downstream(params: dict[str, Any], roots: set[str]) -> set[str]:
 
 
 def changed_instances(old: dict[str, Any], new: dict[str, Any]) -> set[str]:
-    """Instances under `new` whose params values differ from `old`, or that `old` does not have."""
-    before = {instance_id(st, ax): P.subset(old, st.keys(ax)) for st in STAGES for ax in instances(st, old)}
+    """Instances under `new` whose params values, or stream token targets, differ from `old`, or that `old`
+    does not have."""
+    old_targets, new_targets = targets.texts(old), targets.texts(new)
+
+    def values(st: Stage, ax: dict[str, str], params: dict[str, Any], found: dict[str, str]) -> Any:
+        return P.subset(params, st.keys(ax)), [found.get(p) for p in st.derived(ax)]
+
+    before = {instance_id(st, ax): values(st, ax, old, old_targets) for st in STAGES for ax in instances(st, old)}
     return {
         instance_id(st, ax)
         for st in STAGES
         for ax in instances(st, new)
-        if before.get(instance_id(st, ax)) != P.subset(new, st.keys(ax))
+        if before.get(instance_id(st, ax)) != values(st, ax, new, new_targets)
     }
 
 

@@ -67,7 +67,33 @@ def validate(params: dict[str, Any], source: str = "params.yaml") -> dict[str, A
     errors = sorted(validator.iter_errors(params), key=lambda e: (-len(e.absolute_path), str(e.absolute_path)))
     if errors:
         raise ParamsError(_describe(errors[0], spec, source))
+    check_references(params, source)
     return params
+
+
+def check_references(params: dict[str, Any], source: str = "params.yaml") -> None:
+    """Values that must name something else in params: roles name models, recipes name generated streams of
+    benchmarks that run, and a recipe's shares sum to 1."""
+    models = params["models"]
+    for role, name in params["roles"].items():
+        if name not in models:
+            raise ParamsError(f"{source}: 'roles.{role}' = {name!r} is not a model under 'models' ({sorted(models)})")
+    streams = {"qa", *params["synth_docs"]["generators"]}
+    for recipe, shares in params["recipes"].items():
+        for name in shares:
+            benchmark, _, stream = name.rpartition("/")
+            if stream not in streams:
+                raise ParamsError(
+                    f"{source}: 'recipes.{recipe}.{name}': {stream!r} is not a stream (qa or a generator of "
+                    f"synth_docs.generators: {sorted(streams)})"
+                )
+            if benchmark and benchmark not in params["benchmarks"]:
+                raise ParamsError(
+                    f"{source}: 'recipes.{recipe}.{name}': benchmark {benchmark!r} is not under 'benchmarks' "
+                    f"({sorted(params['benchmarks'])})"
+                )
+        if abs(sum(shares.values()) - 1) > 1e-6:
+            raise ParamsError(f"{source}: 'recipes.{recipe}': the shares sum to {sum(shares.values()):g}, not 1")
 
 
 def load(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:

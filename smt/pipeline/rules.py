@@ -42,6 +42,8 @@ def input(stage: str, name: str, params: dict[str, Any]) -> Any:
     axis, `${benchmarks.{benchmark}.source}`, becomes an input function)."""
     st = S.stage(stage)
     template = st.inputs[name]
+    if template in (ST.RECIPE_STREAMS, ST.RECIPE_MANIFESTS):
+        return lambda wildcards: G.expand(template, dict(wildcards), params)
     if any("{" + a + "}" in ref for a in st.axes for ref in ST.PARAM_REFS.findall(template)):
         return lambda wildcards: source_files(G.expand(template, dict(wildcards), params))
     template = G.resolve_params_refs(template, params)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from smt.pipeline import dvc_yaml, externals, gpus, guard, stamps
+from smt.pipeline import derived, dvc_yaml, gpus, guard, stamps
 from smt.pipeline import graph as G
 from smt.pipeline import params as P
 from smt.pipeline import stage as ST
@@ -54,7 +54,7 @@ def run_stage(name: str, axes: dict[str, str], params_path: str = "params.yaml",
         raise SystemExit(f"smt {name}: {exc}") from None
     os.environ["HF_HUB_OFFLINE"] = "1"  # every model a stage reads is a local folder: never fall back to a hub
     started = time.time()
-    externals.refresh(st.externals, params)
+    derived.refresh(params, only=st.derived(axes))
     stamps.refresh(st, axes, params)
     ctx = StageContext(
         stage=st,

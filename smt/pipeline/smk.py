@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from smt import io
-from smt.pipeline import externals, gpus
+from smt.pipeline import derived, gpus
 from smt.pipeline import graph as G
 from smt.pipeline import stage as ST
 from smt.pipeline import stages as S
@@ -42,6 +42,12 @@ TOPICS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+SENTINEL_NOTES = {
+    ST.RECIPE_STREAMS: "the records of the recipe's streams",
+    ST.RECIPE_MANIFESTS: "the manifests of the recipe's streams",
+}
+
+
 def _q(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -53,11 +59,13 @@ def _wildcards(st: ST.Stage) -> dict[str, str]:
 def _inputs(st: ST.Stage, shard_rule: bool) -> list[str]:
     lines = []
     for name, template in st.inputs.items():
-        if template.startswith(externals.FOLDER + "/"):
+        if derived.is_derived(template):
             continue  # their content is in the params stamp (smt.pipeline.stamps)
         own = ST.PARAM_REFS.sub("", template)
-        if ST.PARAM_REFS.search(template) or any(a not in st.axes for a in ST.AXIS_REF.findall(own)):
-            lines.append(f"        {name}=W.input({_q(st.name)}, {_q(name)}, PARAMS),  # {template}")
+        dynamic = template in (ST.RECIPE_STREAMS, ST.RECIPE_MANIFESTS) or ST.PARAM_REFS.search(template)
+        if dynamic or any(a not in st.axes for a in ST.AXIS_REF.findall(own)):
+            note = SENTINEL_NOTES.get(template, template)
+            lines.append(f"        {name}=W.input({_q(st.name)}, {_q(name)}, PARAMS),  # {note}")
         else:
             lines.append(f"        {name}={_q(template)},")
     if st.shards and not shard_rule:

@@ -10,12 +10,30 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from smt.pipeline import externals
+from smt.pipeline import derived, externals, targets
 
-# Each axis fans stages out over the values of a params key: the benchmarks mapping's names, the token budgets,
-# the document generators.
-AXIS_VALUES_KEY = {"benchmark": "benchmarks", "budget": "mix.token_budgets", "generator": "synth_docs.generators"}
-AXIS_PATTERNS = {"benchmark": "[A-Za-z0-9_]+", "budget": "[0-9]+", "generator": "[a-z_]+"}
+# Each axis fans stages out over the values of a params key: the models, the benchmarks, the document
+# generators, the recipes (which streams a model learns from) and the token budgets.
+AXIS_VALUES_KEY = {
+    "model": "models",
+    "benchmark": "benchmarks",
+    "generator": "synth_docs.generators",
+    "recipe": "recipes",
+    "budget": "mix.token_budgets",
+}
+AXIS_PATTERNS = {
+    "model": "[a-z][a-z0-9_]*",
+    "benchmark": "[A-Za-z0-9_]+",
+    "generator": "[a-z_]+",
+    "recipe": "[a-z][a-z0-9_]*",
+    "budget": "[0-9]+",
+}
+# Axes whose instances read different files (each recipe its own streams): DVC gets one stage per value
+# (`mix_<recipe>`, a matrix over the other axes), since one template cannot list different dependencies.
+UNROLLED = ("recipe",)
+# Inputs that a recipe decides: the records and manifests of the streams it mixes (smt.pipeline.graph).
+RECIPE_STREAMS = "{recipe:streams}"
+RECIPE_MANIFESTS = "{recipe:manifests}"
 # Generation stages split their documents into this many shards (Snakemake runs one job per shard; see
 # Stage.shards and smt/synth/engine.py). Outputs do not depend on it.
 SHARDS_KEY = "generation.shards"
@@ -77,11 +95,9 @@ class Stage:
         found = [a for path in self.inputs.values() for a in AXIS_REF.findall(PARAM_REFS.sub("", path))]
         return tuple(a for a in dict.fromkeys(found) if a not in self.axes)
 
-    @property
-    def externals(self) -> list[str]:
-        """The references (smt.pipeline.externals) whose content fingerprints it reads."""
-        prefix = externals.FOLDER + "/"
-        return [v[len(prefix) : -len(".json")] for v in self.inputs.values() if v.startswith(prefix)]
+    def derived(self, axes: dict[str, str]) -> list[str]:
+        """The derived inputs (smt.pipeline.derived: model fingerprints, stream targets) one instance reads."""
+        return [fill_axes(v, axes) for v in self.inputs.values() if derived.is_derived(v)]
 
     def command(self, placeholders: dict[str, str]) -> str:
         """The shell command, each axis given as its placeholder: '{wildcards.benchmark}' (Snakemake), '${key}'
@@ -93,7 +109,14 @@ class Stage:
 
 def external_inputs(*names: str) -> dict[str, str]:
     """Inputs naming the content fingerprints of model folders and packages (smt.pipeline.externals)."""
-    return {f"external_{name.replace('.', '_')}": externals.path(name) for name in names}
+    return {
+        f"external_{name.replace('.', '_').replace('{', '').replace('}', '')}": externals.path(name) for name in names
+    }
+
+
+def target_input(stream: str) -> dict[str, str]:
+    """The input naming a stream's token target (smt.pipeline.targets)."""
+    return {"target": targets.path("{benchmark}", stream)}
 
 
 def fill_axes(template: str, axes: dict[str, str]) -> str:
@@ -103,9 +126,16 @@ def fill_axes(template: str, axes: dict[str, str]) -> str:
     return template
 
 
+def dvc_name(st: Stage, axes: dict[str, str]) -> str:
+    """The stage's name in dvc.yaml: its own, or one per value of an unrolled axis (`mix_smt`)."""
+    return "_".join([st.name, *(axes[a] for a in st.axes if a in UNROLLED)])
+
+
 def instance_id(st: Stage, axes: dict[str, str]) -> str:
-    """DVC's id: 'name', 'name@value' (foreach) or 'name@value1-value2' (matrix)."""
-    return st.name + ("@" + "-".join(axes[a] for a in st.axes) if st.axes else "")
+    """DVC's id: 'name', 'name@value' (foreach) or 'name@value1-value2' (matrix); an unrolled axis is part of
+    the name ('mix_smt@demo-4000')."""
+    rest = [axes[a] for a in st.axes if a not in UNROLLED]
+    return dvc_name(st, axes) + ("@" + "-".join(rest) if rest else "")
 
 
 def _instance_name(st: Stage, axes: dict[str, str]) -> str:

@@ -12,23 +12,30 @@ from __future__ import annotations
 from typing import Any
 
 from smt.eval.conditions import CONDITIONS
-from smt.pipeline.stage import Output, Stage, external_inputs
+from smt.pipeline import targets
+from smt.pipeline.stage import RECIPE_MANIFESTS, RECIPE_STREAMS, Output, Stage, external_inputs, target_input
 from smt.train.spec import HYPERPARAMETERS
 
-BASE_MODEL = "results/models/base"
-MIX = "results/mix/{benchmark}/{budget}/train.jsonl"
-SMT_MODEL = "results/models/smt/{benchmark}/{budget}"
+BASE_MODEL = "results/models/base/{model}"
+GENERATOR = "results/models/base/${roles.generator}"  # the model each role names (params.yaml `roles`)
+STUDENT = "results/models/base/${roles.student}"
+JUDGE = "results/models/base/${roles.judge}"
+MIX = "results/mix/{benchmark}/{recipe}/{budget}/train.jsonl"
+MIX_REPORT = "results/mix/{benchmark}/{recipe}/{budget}/mix_report.json"
+SMT_MODEL = "results/models/smt/{benchmark}/{recipe}/{budget}"
 DOCUMENTS = "results/data/{benchmark}/documents.parquet"
 QUESTIONS = "results/data/{benchmark}/questions.parquet"
 INDEX = "results/index/{benchmark}"
 SCORE = "results/scores/{benchmark}/{condition}.json"
-SMT_SCORE = "results/scores/{benchmark}/{budget}/{condition}.json"
+SMT_SCORE = "results/scores/{benchmark}/{recipe}/{budget}/{condition}.json"
 
 GENERATION_KEYS = (
     "generation.backend",
     "generation.batch_size",
     "generation.dtype",
     "generation.shards",
+    "generation.target_margin",
+    "generation.max_rounds",
     "generation.vllm",
     "generation.http",
 )
@@ -42,10 +49,22 @@ EVAL_KEYS = (
     "eval.batch_size",
     "eval.max_new_tokens",
     "eval.bootstrap_resamples",
-    "eval.judge_model",
+    "roles.judge",
 )
 HITS = "results/retrieval/{benchmark}/hits.jsonl"
 RETRIEVAL_REPORT = "results/retrieval/{benchmark}/retrieval_report.json"
+
+
+def stream_files(shares: dict[str, float], benchmark: str, manifests: bool = False) -> list[str]:
+    """The records (or manifests) of a recipe's streams for the mix of `benchmark` (a stream named
+    `<benchmark>/<stream>` is drawn from that benchmark)."""
+    found = []
+    for name in shares:
+        source, stream = targets.split(name, benchmark)
+        path = QA if stream == "qa" else DOCS.replace("{generator}", stream)
+        path = path.replace("{benchmark}", source)
+        found.append(path.replace(".jsonl", ".manifest.json") if manifests else path)
+    return found
 
 
 def _out(path: str, **kw: Any) -> Output:
@@ -53,30 +72,29 @@ def _out(path: str, **kw: Any) -> Output:
 
 
 def score_path(condition: str) -> str:
-    """Where a condition's score lands: per benchmark, and per token budget for the SMT models."""
+    """Where a condition's score lands: per benchmark, and per recipe and token budget for the SMT models."""
     return (SMT_SCORE if condition.startswith("smt") else SCORE).replace("{condition}", condition)
 
 
 def _eval_stage(condition: str) -> Stage:
     rag = "rag" in condition.split("_")
     smt = condition.startswith("smt")
-    inputs = {"model": SMT_MODEL if smt else BASE_MODEL, "questions": QUESTIONS, "documents": DOCUMENTS}
+    inputs = {"model": SMT_MODEL if smt else STUDENT, "questions": QUESTIONS, "documents": DOCUMENTS}
     score = score_path(condition)
-    inputs["judge"] = BASE_MODEL  # free-form answers are judged by the base model unless eval.judge_model is set
-    inputs.update(external_inputs("eval.judge_model"))
+    inputs["judge"] = JUDGE  # grades free-form answers
     if rag:
         inputs["hits"] = HITS
         inputs["retrieval_report"] = RETRIEVAL_REPORT  # summarized in the score file
     return Stage(
         name=f"eval_{condition}",
         doc=f"Score the {'SMT' if smt else 'base'} model {'with retrieval' if rag else 'closed-book'}.",
-        axes=("benchmark", "budget") if smt else ("benchmark",),
+        axes=("benchmark", "recipe", "budget") if smt else ("benchmark",),
         inputs=inputs,
         outputs={
             "score": _out(score, kind="metric"),
             "predictions": _out(score.replace(".json", ".predictions.jsonl")),
         },
-        params=EVAL_KEYS,
+        params=EVAL_KEYS if smt else (*EVAL_KEYS, "roles.student"),
         module="evaluate",
         tests=("tests/stages/test_evaluate.py", "tests/eval/test_scoring.py"),
         resources={"mem_mb": 4000, "runtime": 30, "gpu": 0},
@@ -89,11 +107,11 @@ def _eval_stage(condition: str) -> Stage:
 STAGES: tuple[Stage, ...] = (
     Stage(
         name="model",
-        doc="Materialize the base model (generator and student) as a normal Hugging Face model folder.",
-        axes=(),
-        inputs=external_inputs("model"),
+        doc="Materialize a model (generator, student or judge) once as a normal Hugging Face model folder.",
+        axes=("model",),
+        inputs=external_inputs("models.{model}"),
         outputs={"model": _out(BASE_MODEL, directory=True)},
-        params=("model.source", "model.id", "model.package", "model.gguf_file", "model.path", "model.dtype"),
+        params=("models.{model}",),
         resources={"mem_mb": 4000, "runtime": 20, "gpu": 0},
         env="train",
         tests=("tests/pipeline/test_builds.py",),
@@ -120,7 +138,7 @@ STAGES: tuple[Stage, ...] = (
         name="synth_qa",
         doc="Generate open-ended synthetic QAs (question, answer with explanation) per document.",
         axes=("benchmark",),
-        inputs={"model": BASE_MODEL, "documents": DOCUMENTS},
+        inputs={"model": GENERATOR, "documents": DOCUMENTS, **target_input("qa")},
         outputs={
             "qa": _out(QA),
             "manifest": _out("results/synth/{benchmark}/qa.manifest.json", kind="meta"),
@@ -131,7 +149,9 @@ STAGES: tuple[Stage, ...] = (
         },
         params=(
             "seed",
+            "roles.generator",
             *GENERATION_KEYS,
+            "synth_qa.per_request",
             "synth_qa.per_document",
             "synth_qa.temperature",
             "synth_qa.top_p",
@@ -148,7 +168,7 @@ STAGES: tuple[Stage, ...] = (
         doc="Generate synthetic documents with one generator (Active Reading, Focal Rewriting, WRAP, EntiGraph).",
         axes=("benchmark", "generator"),
         # Every generator reads the QA stream (Focal Rewriting needs its questions): one declaration for all.
-        inputs={"model": BASE_MODEL, "documents": DOCUMENTS, "qa": QA},
+        inputs={"model": GENERATOR, "documents": DOCUMENTS, "qa": QA, **target_input("{generator}")},
         outputs={
             "docs": _out(DOCS),
             "manifest": _out("results/synth/{benchmark}/docs/{generator}.manifest.json", kind="meta"),
@@ -159,6 +179,7 @@ STAGES: tuple[Stage, ...] = (
         },
         params=(
             "seed",
+            "roles.generator",
             *GENERATION_KEYS,
             "synth_docs.temperature",
             "synth_docs.top_p",
@@ -186,9 +207,9 @@ STAGES: tuple[Stage, ...] = (
         name="synth_audit",
         doc="Measure the synthetic data: tokens per stream and generator, lexical and semantic (Vendi) diversity.",
         axes=("benchmark",),
-        inputs={"model": BASE_MODEL, "qa": QA, "docs": DOCS, **external_inputs("audit.embedding_model")},
+        inputs={"model": STUDENT, "qa": QA, "docs": DOCS, **external_inputs("audit.embedding_model")},
         outputs={"report": _out("results/synth/{benchmark}/audit.json", kind="metric")},
-        params=("seed", "audit.embedding_model", "audit.max_items_per_generator"),
+        params=("seed", "roles.student", "audit.embedding_model", "audit.max_items_per_generator"),
         resources={"mem_mb": 2000, "runtime": 60, "gpu": 0},
         threads=2,
         heavy=True,
@@ -197,40 +218,45 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="mix",
-        doc="Mix synthetic QAs and documents to a token budget and ratio, plus replay text.",
-        axes=("benchmark", "budget"),
+        doc="Mix a recipe's synthetic streams to a token budget by their shares, plus replay text.",
+        axes=("benchmark", "recipe", "budget"),
         inputs={
-            "model": BASE_MODEL,
-            "qa": QA,
-            "docs": DOCS,
+            "model": STUDENT,  # tokens are counted with the student's tokenizer
+            "streams": RECIPE_STREAMS,
             "replay": "${mix.replay_corpus}",
-            "contamination": CONTAMINATION,  # mix runs only on synthetic data that passed the contamination check
-            # generated tokens and generator models, for the compute estimate C = 2MD + 6ND
-            "qa_manifest": "results/synth/{benchmark}/qa.manifest.json",
-            "docs_manifests": "results/synth/{benchmark}/docs/{generator}.manifest.json",
+            "manifests": RECIPE_MANIFESTS,  # generated tokens and generator models, for C = 2MD + 6ND
+            # its streams pass the contamination check against the questions before they are mixed
+            "questions": QUESTIONS,
+            "documents": DOCUMENTS,
         },
         outputs={
             "train": _out(MIX),
-            "report": _out("results/mix/{benchmark}/{budget}/mix_report.json", kind="metric"),
+            "report": _out(MIX_REPORT, kind="metric"),
         },
-        params=("seed", "mix.qa_share", "mix.replay_fraction", "mix.replay_corpus"),
+        params=(
+            "seed",
+            "roles.student",
+            "recipes.{recipe}",
+            "mix.replay_fraction",
+            "mix.replay_corpus",
+            "mix.max_repeat_fraction",
+            "audit.ngram",
+            "audit.max_contamination",
+        ),
         resources={"mem_mb": 2000, "runtime": 10, "gpu": 0},
         tests=("tests/train/test_mixing.py",),
     ),
     Stage(
         name="train",
         doc="Continued training of the student on the mix with TRL SFTTrainer.",
-        axes=("benchmark", "budget"),
-        inputs={"model": BASE_MODEL, "train": MIX, "mix_report": "results/mix/{benchmark}/{budget}/mix_report.json"},
+        axes=("benchmark", "recipe", "budget"),
+        inputs={"model": STUDENT, "train": MIX, "mix_report": MIX_REPORT},
         outputs={
             "model": _out(SMT_MODEL, directory=True),
-            "loss": _out("results/train/{benchmark}/{budget}/loss.csv", kind="plot", plot_xy=("step", "loss")),
-            "metrics": _out("results/train/{benchmark}/{budget}/train_metrics.json", kind="metric"),
+            "loss": _out("results/train/{benchmark}/{recipe}/{budget}/loss.csv", kind="plot", plot_xy=("step", "loss")),
+            "metrics": _out("results/train/{benchmark}/{recipe}/{budget}/train_metrics.json", kind="metric"),
         },
-        params=(
-            "seed",
-            *(f"train.{key}" for key in HYPERPARAMETERS),
-        ),
+        params=("seed", "roles.student", *(f"train.{key}" for key in HYPERPARAMETERS)),
         resources={"mem_mb": 8000, "runtime": 240, "gpu": 0},
         threads=2,
         heavy=True,
@@ -258,7 +284,7 @@ STAGES: tuple[Stage, ...] = (
             "index": INDEX,
             "questions": QUESTIONS,
             "documents": DOCUMENTS,
-            "model": BASE_MODEL,
+            "model": STUDENT,  # the LLM reranker (rag.reranker: llm)
             **external_inputs("rag.embedding_model", "rag.reranker_model"),
         },
         outputs={
@@ -266,6 +292,7 @@ STAGES: tuple[Stage, ...] = (
             "report": _out(RETRIEVAL_REPORT, kind="metric"),
         },
         params=(
+            "roles.student",
             "rag.embedding_model",
             "rag.retriever",
             "rag.top_k_retrieve",
@@ -289,7 +316,7 @@ STAGES: tuple[Stage, ...] = (
             "smt_closed_book": score_path("smt_closed_book"),
             "smt_rag": score_path("smt_rag"),
             "rag_base": score_path("rag_base"),
-            "mix_reports": "results/mix/{benchmark}/{budget}/mix_report.json",
+            "mix_reports": MIX_REPORT,
         },
         outputs={
             "points": _out(
@@ -310,17 +337,18 @@ STAGES: tuple[Stage, ...] = (
             **{f"scores_{c}": score_path(c) for c in CONDITIONS},
             "scaling_fits": "results/scaling/{benchmark}/scaling.json",
             "scaling_figures": "results/scaling/{benchmark}/scaling.png",
-            "train_metrics": "results/train/{benchmark}/{budget}/train_metrics.json",
+            "train_metrics": "results/train/{benchmark}/{recipe}/{budget}/train_metrics.json",
+            "mix_reports": MIX_REPORT,
             "qa_manifests": "results/synth/{benchmark}/qa.manifest.json",
             "docs_manifests": "results/synth/{benchmark}/docs/{generator}.manifest.json",
-            "base_model": BASE_MODEL,
+            "generator": GENERATOR,  # its parameter count: M in 2MD
         },
         outputs={
             "report": _out("results/report.md"),
             "html": _out("results/report.html"),
             "compute": _out("results/compute.json", kind="metric"),
         },
-        params=("report.decimals",),
+        params=("report.decimals", "roles.generator"),
         resources={"mem_mb": 500, "runtime": 5, "gpu": 0},
         tests=("tests/pipeline/test_builds.py", "tests/pipeline/test_rebuild.py"),
     ),

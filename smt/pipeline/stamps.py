@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from smt import io
-from smt.pipeline import externals
+from smt.pipeline import derived
 from smt.pipeline import graph as G
 from smt.pipeline import params as P
 from smt.pipeline import stage as ST
@@ -33,12 +33,13 @@ def _built(stamp: Path) -> Path:
 
 def values(st: ST.Stage, axes: dict[str, str], params: dict[str, Any]) -> dict[str, Any]:
     """What a stamp holds: the values of the instance's keys, and the content digest of each model folder or
-    package it reads (smt.externals; refreshed before), so that for Snakemake a re-downloaded model is a change
+    package it reads and of its stream's token target (smt.pipeline.derived; refreshed before), so that for
+    Snakemake a re-downloaded model or a raised target is a change
     and a reverted one is not."""
     found = P.subset(params, st.keys(axes))
-    names = st.externals
-    if names:
-        found["external content"] = {name: externals.digest(name) for name in names}
+    paths = st.derived(axes)
+    if paths:
+        found["derived content"] = {path: derived.digest(path) for path in paths}
     return found
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from smt.pipeline import dvc_yaml, externals, smk, stamps
+from smt.pipeline import derived, dvc_yaml, smk, stamps
 from smt.pipeline import graph as G
 from smt.pipeline import params as P
 from smt.pipeline import stage as ST
@@ -31,14 +31,14 @@ def dvc_out_of_date() -> list[str]:
     if proc.returncode != 0:
         raise RuntimeError(f"dvc status failed:\n{proc.stderr}")
     status = json.loads(proc.stdout or "{}")
-    return sorted(k for k in status if not k.endswith(".dvc") and k != dvc_yaml.EXTERNAL_STAGE)
+    return sorted(k for k in status if not k.endswith(".dvc") and k != dvc_yaml.REFRESH_STAGE)
 
 
 def prepare(params: dict[str, Any]) -> None:
     """Bring everything derived from params.yaml and the code up to date: the params stamps, the fingerprints of
     external folders and packages, dvc.yaml (whose exact inputs follow the benchmarks, budgets and generators)
     and rules/*.smk (whose code lists follow the imports)."""
-    externals.refresh_all(params)
+    derived.refresh(params)
     stamps.refresh_all(params)
     if dvc_yaml.write(params):
         print("smt: dvc.yaml re-rendered from params.yaml", file=sys.stderr)
@@ -158,8 +158,12 @@ def run(args: argparse.Namespace) -> int:
         return render_rules()
     if args.command == "check":
         return check(args.params)
-    if args.command == "refresh-externals":
-        externals.refresh_all(P.load(args.params))
+    if args.command == "plan":
+        from smt.pipeline import plan
+
+        return plan.run(args.params, args.gpu, args.generation_mfu, args.train_mfu, args.json, args.parameters)
+    if args.command == "refresh":
+        derived.refresh(P.load(args.params))
         return 0
     if args.command == "record":
         return record(args.params, args.save)

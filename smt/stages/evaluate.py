@@ -30,7 +30,7 @@ def run(ctx: StageContext) -> None:
     framed = [framed_question(q["question"], docs.get(q["doc_id"])) for q in questions]
     passages = [hits.get(q["question_id"], []) for q in questions]
     model = ctx.input("model")
-    judge = ctx.p("eval.judge_model") or ctx.input("judge")
+    judge = ctx.input("judge")
     batch, max_new = ctx.p("eval.batch_size"), ctx.p("eval.max_new_tokens")
     ctx.log.info("%s on %s: %d %s questions, %s scorer", condition, ctx.benchmark, len(questions), kind, scorer)
     started = time.time()
@@ -48,6 +48,7 @@ def run(ctx: StageContext) -> None:
         **scores.summarize(records, ctx.p("eval.bootstrap_resamples"), ctx.p("seed")),
         "condition": condition,
         "benchmark": ctx.benchmark,
+        "recipe": ctx.axes.get("recipe"),
         "budget": ctx.budget if "budget" in ctx.axes else None,
         "scorer": scorer,
         "prompts": {name: prompts.digest(name) for name in scorers.prompt_names(scorer)},

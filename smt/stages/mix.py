@@ -1,5 +1,5 @@
-"""Stage mix: synthetic QAs and documents mixed to a token budget and ratio, plus replay text (smt/train/mixing.py),
-counted with the student's tokenizer."""
+"""Stage mix: a recipe's synthetic streams mixed by their token shares of a budget, plus replay text
+(smt/train/mixing.py), counted with the student's tokenizer."""
 
 from __future__ import annotations
 
@@ -8,37 +8,43 @@ from typing import Any
 
 from smt import io
 from smt.pipeline.context import StageContext
-from smt.synth import records
-from smt.train.mixing import generation, mix, qa_item, replay_passages, targets
+from smt.synth import contamination, records
+from smt.train.mixing import REPLAY, generation, mix, qa_item, replay_passages
+
+
+def item(record: dict[str, Any]) -> dict[str, Any]:
+    """A synthetic record as training text: a QA keeps its prompt (for answer-only loss), a document does not."""
+    if record["generator"] == "qa":
+        return {**qa_item(record), "generator": "qa"}
+    return {
+        "id": record["id"],
+        "doc_id": record["doc_id"],
+        "text": records.text(record),
+        "generator": record["generator"],
+    }
 
 
 def run(ctx: StageContext) -> None:
     from transformers import AutoTokenizer
 
+    shares = ctx.p(f"recipes.{ctx.axes['recipe']}")
+    generated = {name: io.read_jsonl(path) for name, path in zip(shares, ctx.inputs["streams"], strict=True)}
+    index = contamination.load_index(ctx.input("questions"), ctx.input("documents"), ctx.p("audit.ngram"))
+    checked, _ = contamination.audit(generated, index, ctx.p("audit.max_contamination"))
     tokenizer = AutoTokenizer.from_pretrained(ctx.input("model"))
-    streams: dict[str, list[dict[str, Any]]] = {
-        "qa": [qa_item(q) for q in io.read_jsonl(ctx.input("qa"))],
-        "docs": [  # every generator's documents, in params order (synth_docs.generators)
-            {"id": d["id"], "doc_id": d["doc_id"], "text": records.text(d), "generator": d["generator"]}
-            for path in ctx.inputs["docs"]
-            for d in io.read_jsonl(path)
-        ],
-        "replay": replay_passages(ctx.input("replay")),
-    }
-    budget, qa_share, replay_fraction = ctx.budget, ctx.p("mix.qa_share"), ctx.p("mix.replay_fraction")
-    goal = targets(budget, qa_share, replay_fraction)
-    for name in ("qa", "docs"):
-        if goal[name] and not streams[name]:
-            raise ValueError(
-                f"mix: stream '{name}' is empty ({', '.join(ctx.inputs[name])}) but its token target is {goal[name]}"
-            )
+    streams = {name: [item(r) for r in found] for name, found in generated.items()}
+    streams[REPLAY] = replay_passages(ctx.input("replay"))
     for items in streams.values():
-        counts = tokenizer([item["text"] for item in items], add_special_tokens=False).input_ids if items else []
-        for item, ids in zip(items, counts, strict=True):
-            item["tokens"] = len(ids)
-    mixed, report = mix(streams, budget, qa_share, replay_fraction, ctx.p("seed"))
+        counts = tokenizer([i["text"] for i in items], add_special_tokens=False).input_ids if items else []
+        for i, ids in zip(items, counts, strict=True):
+            i["tokens"] = len(ids)
+    mixed, report = mix(
+        streams, ctx.budget, shares, ctx.p("mix.replay_fraction"), ctx.p("seed"), ctx.p("mix.max_repeat_fraction")
+    )
+    report["recipe"] = ctx.axes["recipe"]
+    report["contamination_max"] = checked["max"]
     report["replay_corpus"] = ctx.input("replay")
-    report["generation"] = generation([*ctx.inputs["qa_manifest"], *ctx.inputs["docs_manifests"]])
+    report["generation"] = generation(ctx.inputs["manifests"])
     report["provenance"] = ctx.provenance()
     io.write_jsonl(ctx.outputs["train"], mixed)
     io.write_json(ctx.outputs["report"], report)

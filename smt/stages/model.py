@@ -1,4 +1,5 @@
-"""Stage model: the base model materialized as a normal Hugging Face folder (smt/models.py), with smt's manifest."""
+"""Stage model: one model under `models` materialized once as a normal Hugging Face folder (smt/models.py), with
+smt's manifest; every role that names it (generator, student, judge) reads that folder."""
 
 from __future__ import annotations
 
@@ -7,22 +8,21 @@ from smt.pipeline.context import StageContext
 
 
 def run(ctx: StageContext) -> None:
-    source = ctx.p("model.source")
+    spec = ctx.p(f"models.{ctx.axes['model']}")
     with io.atomic_dir(ctx.outputs["model"]) as tmp:
-        if source == "gguf_package":
-            origin = models.from_gguf_package(
-                ctx.p("model.package"), ctx.p("model.gguf_file"), ctx.p("model.dtype"), tmp
-            )
+        if spec["source"] == "gguf_package":
+            origin = models.from_gguf_package(spec["package"], spec["gguf_file"], spec["dtype"], tmp)
         else:
-            origin = models.from_local(ctx.p("model.path"), tmp)
+            origin = models.from_local(spec["path"], tmp)
         artifacts.write_manifest(
             tmp,
             {
-                "model_id": ctx.p("model.id"),
-                "source": source,
+                "model_id": spec["id"],
+                "name": ctx.axes["model"],
+                "source": spec["source"],
                 "origin": origin,
-                "dtype": ctx.p("model.dtype"),
+                "dtype": spec["dtype"],
                 "provenance": ctx.provenance(),
             },
         )
-    ctx.log.info("model %s materialized from %s", ctx.p("model.id"), source)
+    ctx.log.info("model %s (%s) materialized from %s", ctx.axes["model"], spec["id"], spec["source"])

@@ -6,13 +6,15 @@ Snakemake's `<stage>_shard` jobs, for one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Callable
 
 import polars as pl
 
-from smt import artifacts
+from smt import artifacts, io
 from smt.pipeline import params as P
 from smt.pipeline import stage as ST
 from smt.pipeline.context import StageContext
@@ -51,6 +53,15 @@ def fingerprint(ctx: StageContext, code: dict[str, str], count: int) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def sized(ctx: StageContext, job: Job) -> Job:
+    """The job with its share of the stream's token target per document (smt.pipeline.targets), with the margin
+    for tokenizers that count differently, and the rounds it may take to get there (smt.synth.rounds)."""
+    target = io.read_json(ctx.input("target"))["target_tokens"]
+    documents = pl.read_parquet(ctx.input("documents")).height
+    per_document = math.ceil(target * ctx.p("generation.target_margin") / documents) if target else 0
+    return dataclasses.replace(job, target_per_document=per_document, max_rounds=ctx.p("generation.max_rounds"))
+
+
 def plan(ctx: StageContext, job: Job, records: str) -> Plan:
     count = ctx.p(ST.SHARDS_KEY)
     code = artifacts.files_hash(ctx.code)
@@ -60,12 +71,13 @@ def plan(ctx: StageContext, job: Job, records: str) -> Plan:
         label=ctx.label,
         documents=pl.read_parquet(ctx.input("documents")).sort("doc_id").to_dicts(),
         count=count,
-        job=job,
+        job=sized(ctx, job),
         settings=backend_settings(ctx),
         model=artifacts.model_identity(ctx.input("model")),
         code=code,
         fingerprint=fingerprint(ctx, code, count),
         shard_outputs=ctx.shard_outputs,
+        journal=f"results/.journal/{ctx.label}",
         records=ctx.outputs[records],
         manifest=ctx.outputs["manifest"],
         provenance=ctx.provenance(),

@@ -1,5 +1,5 @@
-"""Stage scaling: accuracy against synthetic tokens over the budget sweep, its log-linear fit and the figure
-(smt/eval/scaling.py)."""
+"""Stage scaling: accuracy against unique synthetic tokens over the budget sweep, per recipe: log-linear fits
+and the figure (smt/eval/scaling.py)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,19 @@ from smt.pipeline.context import StageContext
 
 def run(ctx: StageContext) -> None:
     tokens = scaling.synthetic_tokens(ctx.inputs["mix_reports"])
-    rows = scaling.points({c: ctx.inputs[c] for c in scaling.CONDITION_LABELS}, tokens)
+    rows = scaling.points([*ctx.inputs["smt_closed_book"], *ctx.inputs["smt_rag"]], tokens)
     rag = io.read_json(ctx.input("rag_base"))
-    fits = {
-        c: scaling.fit_summary([r for r in rows if r["condition"] == c], rag["accuracy"])
-        for c in scaling.CONDITION_LABELS
-    }
+    fits = scaling.fits(rows, rag["accuracy"])
     scaling.write_points(ctx.outputs["points"], rows)
     io.write_json(
         ctx.outputs["fit"],
         {
             "benchmark": ctx.benchmark,
             "rag_base_accuracy": rag["accuracy"],
-            "fit_smt_closed_book": fits["smt_closed_book"],
-            "fit_smt_rag": fits["smt_rag"],
-            "budgets": sorted(tokens),
+            "fits": fits,
+            "budgets": sorted({b for _, b in tokens}),
             "provenance": ctx.provenance(),
         },
     )
     scaling.plot(ctx.outputs["figure"], ctx.benchmark, rows, rag, fits)
-    ctx.log.info("scaling %s: %d points, fits %s", ctx.benchmark, len(rows), {c: bool(f) for c, f in fits.items()})
+    ctx.log.info("scaling %s: %d points over %d recipes", ctx.benchmark, len(rows), len(fits))

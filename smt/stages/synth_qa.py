@@ -13,7 +13,7 @@ def run(ctx: StageContext) -> None:
     job = Job(
         documents=[],
         seed=ctx.p("seed"),
-        options={"per_document": ctx.p("synth_qa.per_document")},
+        options={"per_request": ctx.p("synth_qa.per_request"), "per_document": ctx.p("synth_qa.per_document")},
         temperature=ctx.p("synth_qa.temperature"),
         top_p=ctx.p("synth_qa.top_p"),
         max_new_tokens=ctx.p("synth_qa.max_new_tokens"),

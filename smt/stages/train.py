@@ -28,7 +28,7 @@ def spec(ctx: StageContext) -> TrainSpec:
         loss_out=ctx.outputs["loss"],
         metrics_out=ctx.outputs["metrics"],
         checkpoints=str(CHECKPOINTS / ctx.stage.name / "-".join(ctx.axes[a] for a in ctx.stage.axes)),
-        name=f"{ctx.benchmark}-{ctx.budget}",
+        name=f"{ctx.benchmark}-{ctx.axes['recipe']}-{ctx.budget}",
         seed=ctx.p("seed"),
         hyper={key: ctx.p(f"train.{key}") for key in HYPERPARAMETERS},
         fingerprint=ctx.fingerprint,

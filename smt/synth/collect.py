@@ -63,16 +63,17 @@ class Collector:
     def plan(self, n: int = 1) -> None:
         self.requested += n
 
-    def accept(self, completion: Completion, doc_id: str, unique: str, **fields: Any) -> bool:
-        """Keep a record unless its `unique` text repeats one of the same document ('duplicate')."""
+    def accept(self, completion: Completion, doc_id: str, unique: str, key: str | None = None, **fields: Any) -> bool:
+        """Keep a record (its id: `key`, else the completion's) unless its `unique` text repeats one of the same
+        document ('duplicate')."""
         marker = (doc_id, " ".join(unique.lower().split()))
         if marker in self._seen:
-            self.reject(completion.key, doc_id, "duplicate", completion.text)
+            self.reject(key or completion.key, doc_id, "duplicate", completion.text)
             return False
         self._seen.add(marker)
         self.records.append(
             {
-                "id": completion.key,
+                "id": key or completion.key,
                 "doc_id": doc_id,
                 "generator": self.generator,
                 **fields,

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from smt.synth import records
+
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -64,3 +66,61 @@ class Index:
             return Hit(0.0, None)
         qid, overlap = min(((q, h / self.sizes[q]) for q, h in hits.items()), key=lambda x: (-x[1], x[0]))
         return Hit(overlap, qid)
+
+
+def load_index(questions: str, documents: str, n: int) -> Index:
+    """The index of a benchmark's questions, from its normalized tables."""
+    import polars as pl
+
+    return Index(pl.read_parquet(questions).to_dicts(), pl.read_parquet(documents)["text"].to_list(), n)
+
+
+TOP = 10
+
+
+class ContaminationError(RuntimeError):
+    """Synthetic text reproduces benchmark test items beyond the allowed overlap."""
+
+
+def audit(
+    streams: dict[str, list[dict[str, Any]]], index: Index, limit: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The contamination report of these streams (largest and mean overlap, per stream) and the most
+    overlapping items; raises ContaminationError naming the worst item and its question when any item's
+    overlap exceeds `limit`."""
+    checked: list[dict[str, Any]] = []
+    per_stream: dict[str, dict[str, float]] = {}
+    for name, items in streams.items():
+        hits = [(item, index.check(records.text(item))) for item in items]
+        overlaps = [hit.overlap for _, hit in hits]
+        per_stream[name] = {
+            "items": len(items),
+            "max": round(max(overlaps, default=0.0), 4),
+            "mean": round(sum(overlaps) / len(overlaps), 4) if overlaps else 0.0,
+        }
+        checked += [
+            {"id": item["id"], "stream": name, "question_id": hit.question_id, "overlap": round(hit.overlap, 4)}
+            for item, hit in hits
+        ]
+    worst = sorted(checked, key=lambda c: (-c["overlap"], c["id"]))[:TOP]
+    over = [c for c in checked if c["overlap"] > limit]
+    overlaps = [c["overlap"] for c in checked]
+    report = {
+        "ngram": index.n,
+        "threshold": limit,
+        "max": max(overlaps, default=0.0),
+        "mean": round(sum(overlaps) / len(overlaps), 4) if overlaps else 0.0,
+        "items": len(checked),
+        "items_over_threshold": len(over),
+        "questions_checked": len(index.sizes),
+        "questions_unchecked": index.unchecked,
+        "streams": per_stream,
+    }
+    if over:
+        top = worst[0]
+        raise ContaminationError(
+            f"synthetic item {top['id']} ({top['stream']}) contains {top['overlap']:.0%} of the {index.n}-grams of "
+            f"benchmark question {top['question_id']}, above audit.max_contamination = {limit}; {len(over)} of "
+            f"{len(checked)} items are above it"
+        )
+    return report, worst

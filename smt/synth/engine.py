@@ -5,10 +5,11 @@ runs each shard; the stage's own command runs every shard that is not complete y
 order (under DVC it does all of it). Records do not depend on the shard count or the batch size: every request
 has its own seed, and records are merged in document order.
 
-Each finished completion goes to the shard's journal (smt.synth.journal) as soon as it is done, so a rerun
+Each finished completion goes to the stream's journal (smt.synth.journal) as soon as it is done, so a rerun
 after a crash or a kill generates only the rest. A shard completes atomically: its records, then its manifest,
-which holds the fingerprint of everything the shard depends on; then its journal goes. A complete shard whose
-fingerprint no longer matches is generated again; after a merge the shard files are removed.
+which holds the fingerprint of everything the shard depends on. A complete shard whose fingerprint no longer
+matches is generated again, from the journal where it can (a raised token target adds only the new items); after
+a merge the shard files are removed, and the journal stays.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Plan:
     code: dict[str, str]  # content hashes of the stage's code, for the journal's identity
     fingerprint: str  # of everything the records depend on
     shard_outputs: Callable[[int], dict[str, str]]  # records and manifest of shard i
+    journal: str  # the folder of the stream's journal (smt.synth.journal), kept across runs
     records: str  # the merged records file
     manifest: str  # the merged manifest
     provenance: dict[str, Any]
@@ -69,7 +71,7 @@ class ShardRun:
         self.partial = partial
         self._backend = backend
         self.log = log
-        self.cache = partial.load()
+        self.cache = journal.load_all(partial.path.parent, partial.identity, log.info)
         self.requests = self.resumed = 0
         self.prompt_tokens = self.completion_tokens = 0
         self.generated = self.generated_tokens = 0
@@ -130,7 +132,7 @@ class Engine:
 
     def paths(self, index: int) -> dict[str, Path]:
         found = {k: Path(v) for k, v in self.plan.shard_outputs(index).items()}
-        found["partial"] = found["records"].with_suffix(".partial.jsonl")
+        found["partial"] = Path(self.plan.journal) / f"{index}-of-{self.plan.count}.jsonl"
         return found
 
     def sealed(self, index: int) -> dict[str, Any] | None:
@@ -160,7 +162,6 @@ class Engine:
         manifest = self._manifest(run, index, outcome, docs, started)
         io.write_jsonl(paths["records"], outcome.records)
         io.write_json(paths["manifest"], manifest)
-        run.partial.remove()
         plan.log.info(
             "%s: %d accepted, %d rejected (%d completions resumed)",
             label,

@@ -21,6 +21,8 @@ class Job:
     top_p: float
     max_new_tokens: int
     questions: str | None = None  # the generated QAs (Focal Rewriting asks about them)
+    target_per_document: int = 0  # tokens of accepted items each document should hold (0: one round only)
+    max_rounds: int = 1  # rounds of generation per document at most (smt.synth.rounds)
     complete: Callable[[list[Request], Sampling, str], list[Completion]] = field(default=lambda r, s, step: [])
 
     def sampling(self, max_new_tokens: int | None = None) -> Sampling:

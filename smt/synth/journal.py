@@ -1,5 +1,8 @@
-"""A shard's journal: every finished completion, appended (flushed and fsynced) as soon as it is done, so that a
-killed or crashed shard, run again, generates only what is missing and never a duplicate.
+"""A stream's journal: every finished completion, appended (flushed and fsynced) as soon as it is done, so that a
+killed or crashed shard, run again, generates only what is missing and never a duplicate. Each shard appends to
+its own file in the stream's journal folder and reads every file there, so the journal also survives a finished
+run: when a stream's token target rises (a larger budget, a new recipe), the rerun finds every earlier completion
+and generates only the new items, whatever the shard count.
 
 The file starts with a header naming the identity of the run that wrote it: the code, the model and every
 backend setting that shapes a completion. A journal written under another identity is discarded, and the log
@@ -79,6 +82,14 @@ class Partial:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def load_all(folder: Path, identity: dict[str, Any], log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+    """Every usable completion in a journal folder, by key (files of another identity are discarded)."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        found.update(Partial(path, identity, log).load())
+    return found
 
 
 def completion(entry: dict[str, Any]) -> Completion:

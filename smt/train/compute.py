@@ -1,8 +1,11 @@
-"""The compute a run spent: C = 2MD for generating D synthetic tokens with an M-parameter generator, plus 6ND for
-training an N-parameter student on D tokens."""
+"""Compute: C = 2MD for generating D synthetic tokens with an M-parameter generator, plus 6ND for training an
+N-parameter student on D tokens; parameter counts read from a model's files without loading it; GPU-hours at a
+named GPU's dense bf16 peak and an assumed utilization."""
 
 from __future__ import annotations
 
+import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -26,3 +29,43 @@ def generation_compute(report: dict[str, Any], base: str, n_params: int) -> dict
         found["generation_flops_2md"] = 2 * n_params * tokens
         found["generation_note"] = "all synthetic streams of the benchmark (shared by every token budget)"
     return found
+
+
+# Dense (not sparse) bf16 tensor-core peaks, FLOP/s, by product name.
+PEAK_BF16 = {
+    "H100-SXM": 989e12,
+    "H100-PCIe": 756e12,
+    "H200": 989e12,
+    "A100-80GB": 312e12,
+    "A100-40GB": 312e12,
+    "L40S": 362e12,
+}
+
+
+def parameter_count(path: str | Path) -> int:
+    """Parameter count of a model folder (its safetensors headers: shapes only, no weights read) or of a GGUF
+    file (its tensor table)."""
+    path = Path(path)
+    if path.suffix == ".gguf":
+        import gguf
+
+        return sum(int(t.n_elements) for t in gguf.GGUFReader(path).tensors)
+    total = 0
+    for weights in sorted(path.glob("*.safetensors")):
+        with weights.open("rb") as fh:
+            (size,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(size))
+        for name, entry in header.items():
+            if name != "__metadata__":
+                count = 1
+                for dim in entry["shape"]:
+                    count *= dim
+                total += count
+    return total
+
+
+def gpu_hours(flops: float, gpu: str, utilization: float) -> float:
+    """Hours of one GPU of this kind to do `flops` at `utilization` of its dense bf16 peak."""
+    if gpu not in PEAK_BF16:
+        raise ValueError(f"unknown GPU {gpu!r}; known: {sorted(PEAK_BF16)}")
+    return flops / (PEAK_BF16[gpu] * utilization) / 3600

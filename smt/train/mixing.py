@@ -1,11 +1,13 @@
-"""Mixing: synthetic QAs and documents by tokens to a budget and ratio, plus a replay share of generic text.
+"""Mixing: a recipe's synthetic streams by their token shares of a budget, plus a replay share of generic text.
 
-Token counts use the student's tokenizer, on exactly the text training sees. The synthetic budget B splits into
-a QA target round(B x qa_share) and a document target (the rest); replay gets round(B x f / (1 - f)) so that it
-is the fraction f of the final mix. Each stream is filled item by item in a seeded order until its target is
-reached, so it overshoots by less than one item (one document, QA or replay passage). When a stream holds fewer
-tokens than its target, its items are repeated in a fresh seeded order (counted in the report as repeats); at
-paper scale generation fills the budget. The result depends only on the inputs and `seed`.
+Token counts use the student's tokenizer, on exactly the text training sees. A budget B gives each stream of the
+recipe round(B x share) tokens; replay gets round(B x f / (1 - f)) so that it is the fraction f of the final
+mix. Each stream is filled item by item in a seeded order until it reaches its target, so it overshoots by less
+than one item (one document, QA or replay passage). Generation is sized to the budget (smt.pipeline.targets), so
+a stream normally holds its target in unique items; when it does not, its items are repeated in fresh seeded
+orders, and a repeat share above `max_repeat_fraction` fails the mix, naming the stream and its shortfall. The
+report separates unique and repeated tokens per stream; the scaling fit uses unique synthetic tokens. The result
+depends only on the inputs and `seed`.
 
 QA items keep `prompt`, the text before the answer, so that training can put the loss on answers only
 (`train.loss: answers`); documents and replay passages train on every token.
@@ -21,7 +23,7 @@ from typing import Any
 from smt import io
 from smt.synth import records
 
-STREAMS = ("qa", "docs", "replay")
+REPLAY = "replay"
 
 
 def replay_passages(path: str) -> list[dict[str, Any]]:
@@ -61,9 +63,10 @@ def qa_item(qa: dict[str, Any]) -> dict[str, Any]:
 
 
 def take(items: list[dict[str, Any]], target: int, rng: random.Random) -> tuple[list[dict[str, Any]], int]:
-    """Items in seeded order, cycling through fresh orders, until their tokens reach `target`."""
+    """Items in seeded order, cycling through fresh orders, until their tokens reach `target`; and how many of
+    the chosen tokens are repeats (items taken a second time or more)."""
     chosen: list[dict[str, Any]] = []
-    total = passes = 0
+    total = repeated = passes = 0
     if not items or target <= 0:
         return chosen, 0
     while total < target:
@@ -75,45 +78,69 @@ def take(items: list[dict[str, Any]], target: int, rng: random.Random) -> tuple[
                 break
             chosen.append(item)
             total += item["tokens"]
-    return chosen, passes - 1
+            repeated += item["tokens"] if passes > 1 else 0
+    return chosen, repeated
 
 
-def targets(budget: int, qa_share: float, replay_fraction: float) -> dict[str, int]:
-    qa = round(budget * qa_share)
-    return {"qa": qa, "docs": budget - qa, "replay": round(budget * replay_fraction / (1 - replay_fraction))}
+def targets(budget: int, shares: dict[str, float], replay_fraction: float) -> dict[str, int]:
+    goal = {name: round(budget * share) for name, share in shares.items()}
+    goal[REPLAY] = round(budget * replay_fraction / (1 - replay_fraction))
+    return goal
 
 
 def mix(
-    streams: dict[str, list[dict[str, Any]]], budget: int, qa_share: float, replay_fraction: float, seed: int
+    streams: dict[str, list[dict[str, Any]]],
+    budget: int,
+    shares: dict[str, float],
+    replay_fraction: float,
+    seed: int,
+    max_repeat_fraction: float = 0.0,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The shuffled mix and its report, from items that already carry their `tokens`."""
+    """The shuffled mix and its report, from items that already carry their `tokens`; `streams` holds the
+    recipe's synthetic streams (by their names in the recipe) and `replay`."""
     rng = random.Random(seed)
-    goal = targets(budget, qa_share, replay_fraction)
-    for name in STREAMS:
-        if goal[name] and not streams[name]:
-            raise ValueError(f"mix: stream '{name}' is empty but its token target is {goal[name]}")
+    goal = targets(budget, shares, replay_fraction)
+    for name, target in goal.items():
+        if target and not streams[name]:
+            raise ValueError(f"mix: stream '{name}' is empty but its token target is {target}")
     mixed: list[dict[str, Any]] = []
     report: dict[str, Any] = {
         "token_budget": budget,
+        "shares": shares,
         "targets": goal,
         "tokens": {},
+        "unique_tokens": {},
+        "repeated_tokens": {},
         "items": {},
-        "repeats": {},
-        "available_tokens": {name: sum(i["tokens"] for i in streams[name]) for name in STREAMS},
+        "available_tokens": {name: sum(i["tokens"] for i in items) for name, items in streams.items()},
     }
-    for name in STREAMS:
-        chosen, repeats = take(streams[name], goal[name], rng)
+    for name in goal:
+        chosen, repeated = take(streams[name], goal[name], rng)
+        tokens = sum(i["tokens"] for i in chosen)
+        if name != REPLAY and tokens and repeated / tokens > max_repeat_fraction + 1e-12:
+            available = report["available_tokens"][name]
+            raise ValueError(
+                f"mix: stream '{name}' holds {available} unique tokens but its target is {goal[name]} "
+                f"(shortfall {goal[name] - available}); {repeated / tokens:.1%} of its tokens would be repeats, above "
+                f"mix.max_repeat_fraction = {max_repeat_fraction}. Generate more (generation.target_margin, "
+                "generation.max_rounds) or allow repeats."
+            )
         mixed += [{**item, "stream": name} for item in chosen]
-        report["tokens"][name] = sum(i["tokens"] for i in chosen)
+        report["tokens"][name] = tokens
+        report["unique_tokens"][name] = tokens - repeated
+        report["repeated_tokens"][name] = repeated
         report["items"][name] = len(chosen)
-        report["repeats"][name] = repeats
     rng.shuffle(mixed)
+    synthetic = [name for name in goal if name != REPLAY]
     total = sum(report["tokens"].values())
-    synthetic = report["tokens"]["qa"] + report["tokens"]["docs"]
     report["total_tokens"] = total
-    report["synthetic_tokens"] = synthetic
-    report["qa_share_actual"] = round(report["tokens"]["qa"] / synthetic, 4) if synthetic else 0.0
-    report["replay_fraction_actual"] = round(report["tokens"]["replay"] / total, 4) if total else 0.0
+    report["synthetic_tokens"] = sum(report["tokens"][n] for n in synthetic)
+    report["unique_synthetic_tokens"] = sum(report["unique_tokens"][n] for n in synthetic)
+    report["shares_actual"] = {
+        n: round(report["tokens"][n] / report["synthetic_tokens"], 4) if report["synthetic_tokens"] else 0.0
+        for n in synthetic
+    }
+    report["replay_fraction_actual"] = round(report["tokens"][REPLAY] / total, 4) if total else 0.0
     per_document: Counter[str] = Counter()
     per_generator: Counter[str] = Counter()
     for item in mixed:

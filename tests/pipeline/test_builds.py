@@ -26,48 +26,60 @@ from smt.pipeline import stages as S
 pytestmark = pytest.mark.pipeline
 
 SCORE_KEYS = {
-    "accuracy", "ci_low", "ci_high", "correct", "n", "condition", "benchmark", "budget", "scorer", "prompts", "model",
-    "params_fingerprint", "provenance",
+    "accuracy", "ci_low", "ci_high", "correct", "n", "condition", "benchmark", "recipe", "budget", "scorer", "prompts",
+    "model", "params_fingerprint", "provenance",
 }  # fmt: skip
+
+
+def score_stems(params: dict) -> dict[tuple[str | None, str], str]:
+    """(recipe or None, condition) -> the path of its score file without the suffix."""
+    budget = params["mix"]["token_budgets"][0]
+    stems = {(None, c): f"results/scores/demo/{c}" for c in ("closed_book_base", "rag_base")}
+    for recipe in params["recipes"]:
+        stems |= {(recipe, c): f"results/scores/demo/{recipe}/{budget}/{c}" for c in ("smt_closed_book", "smt_rag")}
+    return stems
 
 
 def check_scores(ws: Path, params: dict) -> None:
     questions = pl.read_parquet(ws / "results/data/demo/questions.parquet").height
-    budget = params["mix"]["token_budgets"][0]
     n = min(questions, params["eval"]["max_questions"] or questions)
-    for condition in S.CONDITIONS:
-        stem = (
-            f"results/scores/demo/{budget}/{condition}"
-            if condition.startswith("smt")
-            else f"results/scores/demo/{condition}"
-        )
+    accuracy = {}
+    for (recipe, condition), stem in score_stems(params).items():
         score = json.loads((ws / f"{stem}.json").read_text())
         assert SCORE_KEYS <= set(score), f"{condition}: missing {SCORE_KEYS - set(score)}"
-        assert score["n"] == n
+        assert score["n"] == n and score["recipe"] == recipe
         assert 0.0 <= score["accuracy"] <= 1.0 and score["correct"] == round(score["accuracy"] * score["n"])
         assert score["condition"] == condition and score["scorer"] == "loglik"
         preds = (ws / f"{stem}.predictions.jsonl").read_text().splitlines()
         assert len(preds) == score["n"]
         assert score["ci_low"] <= score["accuracy"] <= score["ci_high"]
-    scores = {c: json.loads((ws / S.score_path(c).replace("{benchmark}", "demo").replace("{budget}", str(budget)))
-                            .read_text())["accuracy"] for c in S.CONDITIONS}  # fmt: skip
+        accuracy[(recipe, condition)] = score["accuracy"]
     if n >= 10:  # the excerpts hold the answers (too few questions could tie)
-        assert scores["rag_base"] > scores["closed_book_base"], scores
+        assert accuracy[(None, "rag_base")] > accuracy[(None, "closed_book_base")], accuracy
     report = (ws / "results/report.md").read_text()
-    assert "| demo |" in report and "## Scaling" in report and "C = 2MD + 6ND" in report
+    assert "## demo" in report and "## Scaling" in report and "C = 2MD + 6ND" in report
+    for recipe in params["recipes"]:  # one row per recipe, and its line in the summary
+        assert f"| {recipe} (" in report and f"- {recipe} beats RAG on " in report
     assert (ws / "results/report.html").read_text().count("data:image/png;base64,") == 1
     compute = json.loads((ws / "results/compute.json").read_text())
     assert compute["training_flops_6nd"] > 0 and compute["generation_flops_2md"] > 0
+    assert compute["training_runs"] == len(params["recipes"]) * len(params["mix"]["token_budgets"])
     retrieval = json.loads((ws / "results/retrieval/demo/retrieval_report.json").read_text())
     assert retrieval["document_recall"] >= 0.9 and retrieval["questions"] == questions
 
 
 def test_snakemake_builds_every_score(built: Path) -> None:
-    check_scores(built, P.load(built / "params.yaml"))
+    params = P.load(built / "params.yaml")
+    check_scores(built, params)
     manifest = json.loads((built / "results/synth/demo/qa.manifest.json").read_text())
-    assert manifest["counts"]["requested"] == SMALL["ingest"]["max_documents"] * SMALL["synth_qa"]["per_document"]
-    assert manifest["sampling"]["qa"] == {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 48}
+    assert manifest["sampling"]["qa"] == {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 96}
     assert manifest["provenance"]["versions"]["transformers"] == "5.19.0"
+    # generation sized to the budget: each stream holds its share of the largest budget in unique tokens
+    for recipe in params["recipes"]:
+        mix = json.loads((built / f"results/mix/demo/{recipe}/{params['mix']['token_budgets'][0]}/mix_report.json")
+                         .read_text())  # fmt: skip
+        assert mix["repeated_tokens"] == dict.fromkeys(mix["repeated_tokens"], 0)
+        assert mix["unique_synthetic_tokens"] == mix["synthetic_tokens"] >= params["mix"]["token_budgets"][0]
 
 
 def test_record_makes_dvc_agree_and_nothing_is_left_to_do(recorded: Path) -> None:
@@ -79,7 +91,8 @@ def test_record_makes_dvc_agree_and_nothing_is_left_to_do(recorded: Path) -> Non
     data = workspace["data"]
     assert data["params"]["params.yaml"]["data"]["mix"]["token_budgets"] == SMALL["mix"]["token_budgets"]
     metrics = data["metrics"]
-    assert "accuracy" in metrics["results/scores/demo/1500/smt_rag.json"]["data"]
+    budget = SMALL["mix"]["token_budgets"][0]
+    assert "accuracy" in metrics[f"results/scores/demo/smt/{budget}/smt_rag.json"]["data"]
 
 
 def test_dvc_remote_then_a_fresh_clone_pulls_the_results_without_recomputing(recorded: Path, tmp_path: Path) -> None:
@@ -110,9 +123,7 @@ def copy_built(built: Path, dest: Path, roots: set[str]) -> set[str]:
     shutil.copytree(built, dest, symlinks=True, ignore=lambda d, names: [n for n in names if Path(d, n) in skip])
     params = P.load(dest / "params.yaml")
     for iid in roots:
-        name, _, values = iid.partition("@")
-        st = S.stage(name)
-        axes = dict(zip(st.axes, values.split("-"), strict=True)) if values else {}
+        st, axes = G.instance(params, iid)
         for out in G.stage_outputs(st, axes, params).values():
             path = dest / out
             shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -128,7 +139,7 @@ def test_slurm_cluster_rebuilds_the_training_half_to_the_same_scores(built: Path
     each job costs tens of seconds of submission and polling, and the whole graph twice would not fit CI.)"""
     budget = SMALL["mix"]["token_budgets"][0]
     ws = tmp_path / "ws"
-    rerun = copy_built(built, ws, {f"train@demo-{budget}", "eval_closed_book_base@demo"})
+    rerun = copy_built(built, ws, {f"train_smt@demo-{budget}", "eval_closed_book_base@demo"})
     assert snakemake_pending(ws) == rerun
     try:
         cluster = SlurmCluster().start()
@@ -149,8 +160,8 @@ def test_slurm_cluster_rebuilds_the_training_half_to_the_same_scores(built: Path
     params = P.load(ws / "params.yaml")
     check_scores(ws, params)
     same = ("accuracy", "correct", "n", "condition", "benchmark", "scorer", "params_fingerprint")
-    for condition in S.CONDITIONS:
-        path = S.score_path(condition).replace("{benchmark}", "demo").replace("{budget}", str(budget))
+    for stem in score_stems(params).values():
+        path = f"{stem}.json"
         local, cluster_run = json.loads((built / path).read_text()), json.loads((ws / path).read_text())
         assert {k: cluster_run[k] for k in same} == {k: local[k] for k in same}, path
     for st in S.STAGES:
@@ -162,7 +173,7 @@ def test_slurm_cluster_rebuilds_the_training_half_to_the_same_scores(built: Path
                 continue
             assert job, f"{ST.instance_id(st, axes)} did not run as a SLURM job:\n{log[-2000:]}"
             assert job[2] == ("gpu" if int(job[1]) else "cpu"), job[0]
-    train_log = (ws / f"results/logs/train/demo-{budget}.log").read_text()
+    train_log = (ws / f"results/logs/train/demo-smt-{budget}.log").read_text()
     assert re.search(r"GPUs requested 8, CUDA_VISIBLE_DEVICES='0,1,2,3,4,5,6,7' .*\(partition gpu\)", train_log)
     assert "SLURM job" in (ws / "results/logs/report/all.log").read_text()  # a CPU job: checked above
     eval_log = (ws / "results/logs/eval_closed_book_base/demo.log").read_text()

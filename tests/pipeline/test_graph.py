@@ -57,11 +57,23 @@ def test_every_params_key_is_read_by_some_stage() -> None:
     assert unused == [], f"params keys no stage declares (they could change nothing): {unused}"
 
 
+RECIPES = ("smt", "smt_fr")
+
+
+def trained(*stages: str, budget: str = "4000") -> set[str]:
+    """Instances of recipe-axis stages for every recipe of params.yaml (mix_smt@demo-4000, ...)."""
+    return {f"{stage}_{recipe}@demo-{budget}" for stage in stages for recipe in RECIPES}
+
+
 def test_downstream_closure_of_a_training_key() -> None:
     closure = G.downstream(PARAMS, G.readers_of_key(PARAMS, "train.learning_rate"))
-    assert closure == {
-        "train@demo-4000", "eval_smt_closed_book@demo-4000", "eval_smt_rag@demo-4000", "scaling@demo", "report",
-    }  # fmt: skip
+    assert closure == trained("train", "eval_smt_closed_book", "eval_smt_rag") | {"scaling@demo", "report"}
+
+
+def test_a_recipe_reads_only_its_own_streams() -> None:
+    ar = G.downstream(PARAMS, {"synth_docs@demo-active_reading"})
+    assert "mix_smt@demo-4000" in ar and "mix_smt_fr@demo-4000" not in ar
+    assert G.readers_of_key(PARAMS, "recipes.smt_fr") == {"mix_smt_fr@demo-4000", "scaling@demo", "report"}
 
 
 def test_downstream_closure_of_a_generation_key() -> None:
@@ -72,10 +84,7 @@ def test_downstream_closure_of_a_generation_key() -> None:
         "synth_docs@demo-focal_rewrite",
         "synth_contamination@demo",
         "synth_audit@demo",
-        "mix@demo-4000",
-        "train@demo-4000",
-        "eval_smt_closed_book@demo-4000",
-        "eval_smt_rag@demo-4000",
+        *trained("mix", "train", "eval_smt_closed_book", "eval_smt_rag"),
         "scaling@demo",
         "report",
     }
@@ -98,16 +107,18 @@ def test_outputs_never_overlap() -> None:
 
 def test_same_command_for_both_schedulers() -> None:
     st = S.stage("train")
+    wildcards = {a: f"{{wildcards.{a}}}" for a in st.axes}
+    values = {"benchmark": "demo", "recipe": "smt", "budget": "4000"}
     assert (
-        st.command({"benchmark": "{wildcards.benchmark}", "budget": "{wildcards.budget}"}).format(
-            wildcards=type("W", (), {"benchmark": "demo", "budget": "4000"})
-        )
-        == st.command({"benchmark": "demo", "budget": "4000"})
-        == "python -m smt train --benchmark demo --budget 4000"
+        st.command(wildcards).format(wildcards=type("W", (), values))
+        == st.command(values)
+        == "python -m smt train --benchmark demo --recipe smt --budget 4000"
     )
-    for line in (ROOT / "dvc.yaml").read_text().splitlines():
-        if "python -m smt train" in line:
-            assert line.strip() == "cmd: python -m smt train --benchmark ${item.benchmark} --budget ${item.budget}"
+    commands = [line.strip() for line in (ROOT / "dvc.yaml").read_text().splitlines() if "python -m smt train" in line]
+    assert commands == [
+        f"cmd: python -m smt train --benchmark ${{item.benchmark}} --recipe {r} --budget ${{item.budget}}"
+        for r in RECIPES
+    ]
 
 
 def test_every_stage_has_one_rule_with_log_and_benchmark_where_heavy() -> None:
@@ -133,14 +144,28 @@ def test_a_benchmarks_options_are_read_by_its_own_ingest_only() -> None:
     assert G.readers_of_file(params, "smt/benchmarks/loaders/quality.py") == {"ingest@quality"}
 
 
-def test_budgets_fan_out_a_matrix_of_mix_train_and_smt_scores() -> None:
+def test_recipes_and_budgets_fan_out_mix_train_and_smt_scores() -> None:
     params = copy.deepcopy(PARAMS)
     params["mix"]["token_budgets"] = [1000, 2000]
     ids = {ST.instance_id(st, ax) for st in S.STAGES for ax in G.instances(st, params)}
     for stage in ("mix", "train", "eval_smt_closed_book", "eval_smt_rag"):
-        assert {f"{stage}@demo-1000", f"{stage}@demo-2000"} <= ids
+        assert trained(stage, budget="1000") | trained(stage, budget="2000") <= ids
     assert "eval_rag_base@demo" in ids and not any(i.startswith("eval_rag_base@demo-") for i in ids)
-    assert G.downstream(params, {"mix@demo-2000"}) == {
-        "mix@demo-2000", "train@demo-2000", "eval_smt_closed_book@demo-2000", "eval_smt_rag@demo-2000",
-        "scaling@demo", "report",
+    assert G.downstream(params, {"mix_smt@demo-2000"}) == {
+        "mix_smt@demo-2000", "train_smt@demo-2000", "eval_smt_closed_book_smt@demo-2000",
+        "eval_smt_rag_smt@demo-2000", "scaling@demo", "report",
     }  # fmt: skip
+
+
+def test_a_raised_budget_raises_the_stream_targets_and_reruns_generation() -> None:
+    params = copy.deepcopy(PARAMS)
+    params["mix"]["token_budgets"] = [4000, 2000]  # a smaller budget: every stream already holds enough
+    assert not any(i.startswith("synth_") for i in G.changed_instances(PARAMS, params))
+    params["mix"]["token_budgets"] = [4000, 8000]
+    changed = G.changed_instances(PARAMS, params)
+    assert {"synth_qa@demo", "synth_docs@demo-active_reading", "synth_docs@demo-focal_rewrite"} <= changed
+    params = copy.deepcopy(PARAMS)
+    params["recipes"]["qa_heavy"] = {"qa": 0.8, "active_reading": 0.2}  # raises qa's target only
+    changed = G.changed_instances(PARAMS, params)
+    assert "synth_qa@demo" in changed and "synth_docs@demo-active_reading" not in changed
+    assert trained("mix", "train") - changed == trained("mix", "train"), "the old recipes' models stay"

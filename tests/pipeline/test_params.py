@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,20 @@ def test_cli_rejects_invalid_params_with_exit_2(tmp_path: Path, capsys: pytest.C
     from smt.cli import main
 
     bad = tmp_path / "params.yaml"
-    bad.write_text(yaml.safe_dump(mutated("mix.qa_share", 2)))
+    bad.write_text(yaml.safe_dump(mutated("mix.replay_fraction", 2)))
     assert main(["--params", str(bad), "check"]) == 2
-    assert "'mix.qa_share' = 2 is out of range" in capsys.readouterr().err
+    assert "'mix.replay_fraction' = 2 is out of range" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("roles.student", "llama", "'roles.student' = 'llama' is not a model under 'models'"),
+        ("recipes.smt.wrap", 0.5, "'recipes.smt.wrap': 'wrap' is not a stream"),
+        ("recipes.smt.quality/qa", 0.5, "'recipes.smt.quality/qa': benchmark 'quality' is not under 'benchmarks'"),
+        ("recipes.smt.qa", 0.7, "'recipes.smt': the shares sum to 1.2, not 1"),
+    ],
+)
+def test_references_between_keys_are_checked_when_params_load(key: str, value: object, message: str) -> None:
+    with pytest.raises(P.ParamsError, match=re.escape(message)):
+        P.validate(mutated(key, value))

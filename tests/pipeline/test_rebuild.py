@@ -24,7 +24,7 @@ import pytest
 import yaml
 from helpers import SMALL, dvc_pending, dvc_status, env, sh, snakemake_pending, snakemake_planned
 
-from smt.pipeline import codedeps, dvc_yaml, stamps, tools
+from smt.pipeline import codedeps, derived, dvc_yaml, stamps, tools
 from smt.pipeline import graph as G
 from smt.pipeline import params as P
 from smt.pipeline import stage as ST
@@ -33,10 +33,16 @@ from smt.pipeline import stages as S
 pytestmark = pytest.mark.pipeline
 BUDGET = SMALL["mix"]["token_budgets"][0]
 # Keys whose alternative must be a real folder for a build to accept it (the stages would read it).
-FOLDER_KEYS = ("benchmarks.demo.source", "model.path", "rag.reranker_model", "eval.judge_model")
+FOLDER_KEYS = ("benchmarks.demo.source", "models.smollm2.path", "rag.reranker_model")
 # Keys with no alternative a build can use here (no second GGUF package ships): a build must stop on them
 # with a clear message naming the value, before any job runs.
-NO_RUNTIME_ALTERNATIVE = ("model.package", "model.gguf_file")
+NO_RUNTIME_ALTERNATIVE = ("models.smollm2.package", "models.smollm2.gguf_file")
+RECIPES = tuple(SMALL["recipes"])
+
+
+def trained(*stages: str, budget: int = BUDGET) -> set[str]:
+    """Instances of recipe-axis stages for every recipe (mix_smt@demo-600, ...)."""
+    return {f"{stage}_{recipe}@demo-{budget}" for stage in stages for recipe in RECIPES}
 
 
 def leaves(node: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -109,7 +115,7 @@ def test_every_key_changes_the_stamps_and_dvc_status_of_exactly_its_readers(reco
     original = (ws / "params.yaml").read_text()
     params = P.load(ws / "params.yaml")
     keys = alternatives(params, folder)
-    assert len(keys) >= 70, f"only {len(keys)} keys have an alternative"
+    assert len(keys) >= 75, f"only {len(keys)} keys have an alternative"
     mismatches = []
     with contextlib.chdir(ws):
         before = stamp_values(params)
@@ -119,15 +125,17 @@ def test_every_key_changes_the_stamps_and_dvc_status_of_exactly_its_readers(reco
                 P.set_value(changed, key, value)
                 write_params(ws, changed)
                 dvc_yaml.write(changed)
+                derived.refresh(changed)  # what Snakemake's parse and DVC's `refresh` stage do first
                 stamped = {i for i, v in stamp_values(changed).items() if before.get(i) != v}
-                readers = G.readers_of_key(params, key) | (G.changed_instances(params, changed) - set(before))
+                readers = G.readers_of_key(params, key) | G.changed_instances(params, changed)
                 with Repo(str(ws)) as repo:
-                    status = set(repo.status()) - {dvc_yaml.EXTERNAL_STAGE}
+                    status = set(repo.status()) - {dvc_yaml.REFRESH_STAGE}
                 if not stamped == status == readers:
                     mismatches.append(f"{key}={value!r}: stamps {stamped}, dvc status {status}, readers {readers}")
         finally:
             (ws / "params.yaml").write_text(original)
             dvc_yaml.write(params)
+            derived.refresh(params)
     assert mismatches == []
     assert dvc_status(ws) == set()
 
@@ -174,12 +182,14 @@ def test_smt_affected_answers_a_key_a_value_and_a_file(recorded: Path) -> None:
     def affected(*what: str) -> set[str]:
         return set(sh([sys.executable, "-m", "smt", "affected", *what], recorded).stdout.split())
 
-    budget = f"demo-{BUDGET}"
-    smt_scores = {f"eval_smt_closed_book@{budget}", f"eval_smt_rag@{budget}"}
-    assert affected("train.learning_rate") == {f"train@{budget}", *smt_scores, "scaling@demo", "report"}
-    new = {f"{s}@demo-3000" for s in ("mix", "train", "eval_smt_closed_book", "eval_smt_rag")}
-    assert affected(f"mix.token_budgets=[{BUDGET}, 3000]") == new | {"scaling@demo", "report"}
-    assert affected("smt/stages/mix.py") == {f"mix@{budget}", f"train@{budget}", *smt_scores, "scaling@demo", "report"}
+    sweep = {"scaling@demo", "report"}
+    assert affected("train.learning_rate") == trained("train", "eval_smt_closed_book", "eval_smt_rag") | sweep
+    new = trained("mix", "train", "eval_smt_closed_book", "eval_smt_rag", budget=BUDGET // 2)
+    assert affected(f"mix.token_budgets=[{BUDGET}, {BUDGET // 2}]") == new | sweep  # targets hold: no generation
+    raised = affected(f"mix.token_budgets=[{BUDGET}, {2 * BUDGET}]")
+    assert {"synth_qa@demo", "synth_docs@demo-active_reading", "synth_docs@demo-focal_rewrite"} <= raised
+    assert affected("smt/train/mixing.py") == trained("mix", "train", "eval_smt_closed_book", "eval_smt_rag") | sweep
+    assert affected("recipes.smt_fr") == G.downstream(P.load(recorded / "params.yaml"), {f"mix_smt_fr@demo-{BUDGET}"})
 
 
 EVERYTHING = "every stage instance"
@@ -248,27 +258,27 @@ def test_removing_a_generator_reruns_its_consumers_and_drops_it_from_the_report(
     ws = copy_workspace(recorded, tmp_path / "ws")
     params = yaml.safe_load((ws / "params.yaml").read_text())
     del params["synth_docs"]["generators"]["focal_rewrite"]
+    del params["recipes"]["smt_fr"]  # the recipe that used it
     write_params(ws, params)
     sh("python -m smt render-dvc", ws)
-    budget = f"demo-{BUDGET}"
-    # written by hand: what reads the set of generators, and what follows from it
-    direct = {"synth_contamination@demo", "synth_audit@demo", f"mix@{budget}", "report"}
-    closure = direct | {f"train@{budget}", f"eval_smt_closed_book@{budget}", f"eval_smt_rag@{budget}", "scaling@demo"}
+    # written by hand: what reads the set of generators or recipes; the smt recipe's model stays as it is
+    direct = {"synth_contamination@demo", "synth_audit@demo", "scaling@demo", "report"}
     assert dvc_status(ws) == direct
-    assert dvc_pending(ws) == closure
-    assert snakemake_pending(ws) == closure
+    assert dvc_pending(ws) == direct
+    assert snakemake_pending(ws) == direct
     sh("snakemake --cores 2", ws, timeout=900)
     sh("python -m smt record", ws)
     assert snakemake_pending(ws) == set() and dvc_status(ws) == set()
-    mix = (ws / f"results/mix/demo/{BUDGET}/train.jsonl").read_text()
-    assert '"generator": "focal_rewrite"' not in mix and '"generator": "active_reading"' in mix
+    report = (ws / "results/report.md").read_text()
+    assert "smt_fr" not in report and "focal_rewrite" not in report and "| smt (" in report
     # the compute of the report counts the generation behind the streams that remain, and nothing else
     manifests = [
         ws / "results/synth/demo/qa.manifest.json",
         ws / "results/synth/demo/docs/active_reading.manifest.json",
     ]
     generated = sum(json.loads(m.read_text())["generation"]["completion_tokens"] for m in manifests)
-    assert json.loads((ws / "results/compute.json").read_text())["generated_tokens"] == generated
+    compute = json.loads((ws / "results/compute.json").read_text())
+    assert compute["generated_tokens"] == generated and compute["training_runs"] == 1
 
 
 def test_a_budget_added_then_removed_reruns_exactly_its_instances_then_the_sweep(
@@ -276,15 +286,16 @@ def test_a_budget_added_then_removed_reruns_exactly_its_instances_then_the_sweep
 ) -> None:
     ws = copy_workspace(recorded, tmp_path / "ws")
     params = yaml.safe_load((ws / "params.yaml").read_text())
-    params["mix"]["token_budgets"] = [BUDGET, 3000]
+    small = BUDGET // 2  # below the targets the streams hold already: nothing to generate
+    params["mix"]["token_budgets"] = [BUDGET, small]
     write_params(ws, params)
-    new = {f"{s}@demo-3000" for s in ("mix", "train", "eval_smt_closed_book", "eval_smt_rag")}
+    new = trained("mix", "train", "eval_smt_closed_book", "eval_smt_rag", budget=small)
     assert snakemake_pending(ws) == new | {"scaling@demo", "report"}
     assert dvc_pending(ws) == new | {"scaling@demo", "report"}
     sh("snakemake --cores 2", ws, timeout=900)
     sh("python -m smt record", ws)
     points = (ws / "results/scaling/demo/points.csv").read_text()
-    assert f",{BUDGET}," in points and ",3000," in points, points
+    assert f",{BUDGET}," in points and f",{small}," in points, points
     params["mix"]["token_budgets"] = [BUDGET]
     write_params(ws, params)
     sh("python -m smt render-dvc", ws)
@@ -292,7 +303,7 @@ def test_a_budget_added_then_removed_reruns_exactly_its_instances_then_the_sweep
     assert snakemake_pending(ws) == {"scaling@demo", "report"}
     sh("snakemake --cores 2", ws, timeout=600)
     points = (ws / "results/scaling/demo/points.csv").read_text()
-    assert f",{BUDGET}," in points and ",3000," not in points, points
+    assert f",{BUDGET}," in points and f",{small}," not in points, points
 
 
 def test_a_stage_run_by_dvc_from_a_stale_dvc_yaml_stops_and_says_so(recorded: Path, tmp_path: Path) -> None:

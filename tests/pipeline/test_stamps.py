@@ -25,7 +25,7 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_stamp_rewritten_only_for_its_keys(in_tmp: Path) -> None:
     params = P.load(ROOT / "params.yaml")
     qa, train = S.stage("synth_qa"), S.stage("train")
-    axes = {"benchmark": "demo", "budget": "4000"}
+    axes = {"benchmark": "demo", "recipe": "smt", "budget": "4000"}
     qa_stamp, train_stamp = stamps.refresh(qa, {"benchmark": "demo"}, params), stamps.refresh(train, axes, params)
     old = time.time() - 100
     for p in (qa_stamp, train_stamp):
@@ -41,12 +41,12 @@ def test_stamp_rewritten_only_for_its_keys(in_tmp: Path) -> None:
 
 def test_reverted_value_gets_the_build_time_back(in_tmp: Path) -> None:
     params = P.load(ROOT / "params.yaml")
-    st, axes = S.stage("mix"), {"benchmark": "demo", "budget": "4000"}
+    st, axes = S.stage("mix"), {"benchmark": "demo", "recipe": "smt", "budget": "4000"}
     stamp = stamps.refresh(st, axes, params)
     built_at = time.time() - 100
     stamps.mark_built(st, axes, built_at)
     changed = copy.deepcopy(params)
-    changed["mix"]["qa_share"] = 0.7
+    changed["mix"]["replay_fraction"] = 0.2
     stamps.refresh(st, axes, changed)
     assert stamp.stat().st_mtime > built_at
     stamps.refresh(st, axes, params)

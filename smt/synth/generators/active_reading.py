@@ -1,12 +1,14 @@
-"""Active Reading: each item applies one of the document's learning strategies (cycling through them)."""
+"""Active Reading: each item applies one of the document's learning strategies (cycling through the item's list,
+which is refreshed every `strategies_every` items), in rounds until the document holds its share of the stream's
+token target."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from smt import prompts
-from smt.synth import collect
-from smt.synth.generation import Request, item_seed
+from smt.synth import collect, rounds
+from smt.synth.generation import item_seed
 from smt.synth.generators import accept_document, strategies, user_request
 from smt.synth.job import Job
 
@@ -14,22 +16,26 @@ NAME = "active_reading"
 
 
 def produce(job: Job) -> collect.Outcome:
-    opts = job.options
     collector = collect.Collector(NAME)
-    found, strategy_sampling = strategies.learn(job, collector, job.documents, opts["strategies_max_new_tokens"])
+    learned = strategies.Strategies(job, collector)
     template = prompts.load(NAME)
-    requests: list[Request] = []
-    meta: dict[str, dict[str, Any]] = {}
-    for doc in job.documents:
-        doc_id = doc["doc_id"]
-        for i in range(opts["per_document"]):
-            key, seed = f"{doc_id}/{NAME}/{i}", item_seed(job.seed, doc_id, NAME, i)
-            strategy = found[doc_id][i % len(found[doc_id])]
-            text = collect.document_text(doc)
-            requests.append(user_request(key, template, seed, document=text, title=doc["title"], strategy=strategy))
-            meta[key] = {"doc_id": doc_id, "strategy": strategy, "seed": seed}
-    collector.plan(len(requests))
     sampling = job.sampling()
-    for completion in job.complete(requests, sampling, NAME):
-        accept_document(collector, completion, **meta[completion.key])
-    return collector.outcome({"strategies": strategy_sampling, "documents": sampling}, [strategies.PROMPT, NAME])
+
+    def build(doc: dict[str, Any], start: int, n: int) -> list[rounds.Item]:
+        items = []
+        for i in range(start, start + n):
+            doc_id = doc["doc_id"]
+            key, seed = f"{doc_id}/{NAME}/{i}", item_seed(job.seed, doc_id, NAME, i)
+            found = learned.for_item(doc_id, i)
+            strategy = found[i % learned.every % len(found)]
+            learned.use(doc_id, strategy)
+            text = collect.document_text(doc)
+            request = user_request(key, template, seed, document=text, title=doc["title"], strategy=strategy)
+            items.append(rounds.Item(request, {"doc_id": doc_id, "strategy": strategy, "seed": seed}))
+        return items
+
+    def accept(completion: Any, meta: dict[str, Any]) -> int:
+        return accept_document(collector, completion, **meta)
+
+    rounds.run(job, collector, NAME, sampling, job.options["per_document"], build, accept, before=learned.prepare)
+    return collector.outcome({"strategies": learned.sampling, "documents": sampling}, [strategies.PROMPT, NAME])

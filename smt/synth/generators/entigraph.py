@@ -9,6 +9,7 @@ entities, rejects the document's entity step, and with it every pair and triple 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import random
@@ -16,7 +17,7 @@ import re
 from typing import Any
 
 from smt import prompts
-from smt.synth import collect
+from smt.synth import collect, rounds
 from smt.synth.generation import Request, Sampling, item_seed
 from smt.synth.generators import accept_document, user_request
 from smt.synth.job import Job
@@ -83,35 +84,64 @@ def extract(job: Job, collector: collect.Collector, max_new_tokens: int, max_ent
     return found, sampling
 
 
+def sequence(found: list[str], seed: int, doc_id: str, pairs: int, triples: int) -> list[tuple[str, list[str]]]:
+    """A document's relation items in order: `pairs` pairs then `triples` triples per cycle, each kind's
+    groups in a seeded shuffle, until both kinds run out."""
+    rng = random.Random(item_seed(seed, doc_id, f"{NAME}_groups", 0))
+    groups = {}
+    for kind, size in GROUPS.items():
+        groups[kind] = [list(g) for g in itertools.combinations(found, size)]
+        rng.shuffle(groups[kind])
+    pattern = ["pair"] * pairs + ["triple"] * triples
+    taken = dict.fromkeys(GROUPS, 0)
+    found_items: list[tuple[str, list[str]]] = []
+    while pattern and any(taken[k] < len(groups[k]) for k in set(pattern)):
+        for kind in pattern:
+            if taken[kind] < len(groups[kind]):
+                found_items.append((kind, groups[kind][taken[kind]]))
+                taken[kind] += 1
+    return found_items
+
+
 def produce(job: Job) -> collect.Outcome:
+    """Entities once per document, then discussions of pairs and triples in rounds until the document holds its
+    share of the stream's token target or its groups run out."""
     opts = job.options
     collector = collect.Collector(NAME)
     entities, entity_sampling = extract(job, collector, opts["entities_max_new_tokens"], opts["max_entities"])
     templates = prompts.sections(NAME)
-    counts = {"pair": opts["pairs_per_document"], "triple": opts["triples_per_document"]}
-    requests: list[Request] = []
-    meta: dict[str, dict[str, Any]] = {}
+    per_round = opts["pairs_per_document"] + opts["triples_per_document"]
+    sequences = {}
     for doc in job.documents:
-        doc_id, found = doc["doc_id"], entities[doc["doc_id"]]
-        rng = random.Random(item_seed(job.seed, doc_id, f"{NAME}_groups", 0))
-        for kind, size in GROUPS.items():
-            groups = [] if isinstance(found, str) else list(itertools.combinations(found, size))
-            rng.shuffle(groups)
-            for i in range(counts[kind]):
-                key, seed = f"{doc_id}/{NAME}/{kind}/{i}", item_seed(job.seed, doc_id, f"{NAME}_{kind}", i)
-                collector.plan()
-                if isinstance(found, str):
-                    collector.reject(key, doc_id, f"entity step failed: {found}")
-                    continue
-                if i >= len(groups):
-                    collector.reject(key, doc_id, f"not enough entities for {i + 1} {kind}s")
-                    continue
-                group = list(groups[i])
-                names = {f"entity_{n + 1}": e for n, e in enumerate(group)}
-                fields = {"document": collect.document_text(doc), "title": doc["title"], **names}
-                requests.append(user_request(key, templates[kind], seed, **fields))
-                meta[key] = {"doc_id": doc_id, "relation": kind, "entities": group, "seed": seed}
+        found = entities[doc["doc_id"]]
+        if isinstance(found, str):
+            collector.plan(per_round)
+            for i in range(per_round):
+                collector.reject(f"{doc['doc_id']}/{NAME}/{i}", doc["doc_id"], f"entity step failed: {found}")
+            continue
+        seq = sequence(found, job.seed, doc["doc_id"], opts["pairs_per_document"], opts["triples_per_document"])
+        sequences[doc["doc_id"]] = seq
+    collector.counts["documents_out_of_groups"] = 0
     sampling = job.sampling()
-    for completion in job.complete(requests, sampling, "relations"):
-        accept_document(collector, completion, **meta[completion.key])
+
+    def build(doc: dict[str, Any], start: int, n: int) -> list[rounds.Item]:
+        doc_id, items = doc["doc_id"], []
+        seq = sequences[doc_id]
+        if start + n > len(seq):
+            collector.counts["documents_out_of_groups"] += start < len(seq)
+        for i in range(start, min(start + n, len(seq))):
+            kind, group = seq[i]
+            key, seed = f"{doc_id}/{NAME}/{i}", item_seed(job.seed, doc_id, f"{NAME}_{kind}", i)
+            names = {f"entity_{j + 1}": e for j, e in enumerate(group)}
+            fields = {"document": collect.document_text(doc), "title": doc["title"], **names}
+            request = user_request(key, templates[kind], seed, **fields)
+            items.append(rounds.Item(request, {"doc_id": doc_id, "relation": kind, "entities": group, "seed": seed}))
+        return items
+
+    def accept(completion: Any, meta: dict[str, Any]) -> int:
+        return accept_document(collector, completion, **meta)
+
+    extracting = dataclasses.replace(job, documents=[d for d in job.documents if d["doc_id"] in sequences])
+    if per_round:
+        rounds.run(extracting, collector, "relations", sampling, per_round, build, accept)
     return collector.outcome({"entities": entity_sampling, "relations": sampling}, [NAME])

@@ -7,12 +7,13 @@ item's seed; `grid` walks every strategy for the first question, then the second
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
 from smt import io, prompts
-from smt.synth import collect
-from smt.synth.generation import Request, item_seed
+from smt.synth import collect, rounds
+from smt.synth.generation import item_seed
 from smt.synth.generators import accept_document, strategies, user_request
 from smt.synth.job import Job
 
@@ -36,27 +37,32 @@ def pair(found: list[str], pool: list[str], index: int, seed: int, pairing: str)
 
 
 def produce(job: Job) -> collect.Outcome:
-    opts = job.options
     collector = collect.Collector(NAME)
     questions = questions_by_document(job.questions)
-    with_questions = [d for d in job.documents if questions.get(d["doc_id"])]
-    found, strategy_sampling = strategies.learn(job, collector, with_questions, opts["strategies_max_new_tokens"])
-    template = prompts.load(NAME)
-    requests: list[Request] = []
-    meta: dict[str, dict[str, Any]] = {}
     for doc in job.documents:
-        doc_id = doc["doc_id"]
-        for i in range(opts["per_document"]):
-            key, seed = f"{doc_id}/{NAME}/{i}", item_seed(job.seed, doc_id, NAME, i)
+        if not questions.get(doc["doc_id"]):
             collector.plan()
-            if doc_id not in found:
-                collector.reject(key, doc_id, "no generated question for this document")
-                continue
-            strategy, question = pair(found[doc_id], questions[doc_id], i, seed, opts["pairing"])
-            fields = {"document": collect.document_text(doc), "title": doc["title"], "strategy": strategy}
-            requests.append(user_request(key, template, seed, question=question, **fields))
-            meta[key] = {"doc_id": doc_id, "strategy": strategy, "question": question, "seed": seed}
+            collector.reject(f"{doc['doc_id']}/{NAME}", doc["doc_id"], "no generated question for this document")
+    asking = dataclasses.replace(job, documents=[d for d in job.documents if questions.get(d["doc_id"])])
+    learned = strategies.Strategies(asking, collector)
+    template = prompts.load(NAME)
     sampling = job.sampling()
-    for completion in job.complete(requests, sampling, NAME):
-        accept_document(collector, completion, **meta[completion.key])
-    return collector.outcome({"strategies": strategy_sampling, "documents": sampling}, [strategies.PROMPT, NAME])
+
+    def build(doc: dict[str, Any], start: int, n: int) -> list[rounds.Item]:
+        doc_id, items = doc["doc_id"], []
+        for i in range(start, start + n):
+            key, seed = f"{doc_id}/{NAME}/{i}", item_seed(job.seed, doc_id, NAME, i)
+            strategy, question = pair(learned.for_item(doc_id, i), questions[doc_id], i, seed, job.options["pairing"])
+            learned.use(doc_id, strategy)
+            fields = {"document": collect.document_text(doc), "title": doc["title"], "strategy": strategy}
+            request = user_request(key, template, seed, question=question, **fields)
+            items.append(
+                rounds.Item(request, {"doc_id": doc_id, "strategy": strategy, "question": question, "seed": seed})
+            )
+        return items
+
+    def accept(completion: Any, meta: dict[str, Any]) -> int:
+        return accept_document(collector, completion, **meta)
+
+    rounds.run(asking, collector, NAME, sampling, job.options["per_document"], build, accept, before=learned.prepare)
+    return collector.outcome({"strategies": learned.sampling, "documents": sampling}, [strategies.PROMPT, NAME])

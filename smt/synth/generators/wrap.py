@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from smt import prompts
-from smt.synth import collect
-from smt.synth.generation import Request, item_seed
+from smt.synth import collect, rounds
+from smt.synth.generation import item_seed
 from smt.synth.generators import accept_document, user_request
 from smt.synth.job import Job
 
@@ -21,18 +21,20 @@ def produce(job: Job) -> collect.Outcome:
     if unknown:
         raise ValueError(f"synth_docs.generators.wrap.styles: unknown {unknown}; available: {sorted(styles)}")
     collector = collect.Collector(NAME)
-    requests: list[Request] = []
-    meta: dict[str, dict[str, Any]] = {}
-    for doc in job.documents:
-        doc_id = doc["doc_id"]
-        for i in range(opts["per_document"]):
+    sampling = job.sampling()
+
+    def build(doc: dict[str, Any], start: int, n: int) -> list[rounds.Item]:
+        doc_id, items = doc["doc_id"], []
+        for i in range(start, start + n):
             key, seed = f"{doc_id}/{NAME}/{i}", item_seed(job.seed, doc_id, NAME, i)
             style = opts["styles"][i % len(opts["styles"])]
             text = collect.document_text(doc)
-            requests.append(user_request(key, styles[style], seed, document=text, title=doc["title"]))
-            meta[key] = {"doc_id": doc_id, "style": style, "seed": seed}
-    collector.plan(len(requests))
-    sampling = job.sampling()
-    for completion in job.complete(requests, sampling, NAME):
-        accept_document(collector, completion, **meta[completion.key])
+            request = user_request(key, styles[style], seed, document=text, title=doc["title"])
+            items.append(rounds.Item(request, {"doc_id": doc_id, "style": style, "seed": seed}))
+        return items
+
+    def accept(completion: Any, meta: dict[str, Any]) -> int:
+        return accept_document(collector, completion, **meta)
+
+    rounds.run(job, collector, NAME, sampling, opts["per_document"], build, accept)
     return collector.outcome({"documents": sampling}, [NAME])

@@ -1,0 +1,80 @@
+"""Generation sized to a token target, document by document, in rounds.
+
+How much a stream generates follows from the recipes and budgets that use it (smt.pipeline.targets): each
+document should hold its share of the stream's target, counted in the completion tokens of accepted items. The
+first round asks for a fixed number of items per document; each later round asks a document for as many more as
+its tokens per accepted item so far say it still needs, until it reaches its share or `max_rounds` runs out
+(the manifest counts the documents left short). Item i of a document always has the same key and seed, and a
+document's rounds depend only on its own items, so the records do not depend on the shard count or the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from smt.synth import collect
+from smt.synth.generation import Completion, Request, Sampling
+from smt.synth.job import Job
+
+MAX_PER_ROUND = 1000  # items one document may ask for in one round
+
+
+@dataclass
+class Item:
+    request: Request
+    meta: dict[str, Any]  # kept with the completion; must name the item's `doc_id`
+
+
+def run(
+    job: Job,
+    collector: collect.Collector,
+    step: str,
+    sampling: Sampling,
+    first: int,
+    build: Callable[[dict[str, Any], int, int], list[Item]],
+    accept: Callable[[Completion, dict[str, Any]], int],
+    planned: int = 1,
+    before: Callable[[list[tuple[dict[str, Any], int, int]]], None] | None = None,
+) -> None:
+    """Generate in rounds. `build(doc, start, count)` makes the items with indices start..start+count-1 (fewer,
+    or none, when the document has no more to give); `accept(completion, meta)` records the outcome and returns
+    the tokens it accepted. Each request plans `planned` items (several QA pairs per request). `before` sees
+    every (doc, start, count) of a round first, to batch what the items need (strategy lists)."""
+    target = job.target_per_document
+    made = {d["doc_id"]: 0 for d in job.documents}
+    accepted = dict.fromkeys(made, 0)
+    asked = dict.fromkeys(made, 0)
+    rounds = 0
+    for rounds in range(1, job.max_rounds + 1):
+        wanted = []
+        for doc in job.documents:
+            doc_id = doc["doc_id"]
+            if rounds > 1 and (not target or made[doc_id] >= target):
+                continue
+            count = first
+            if rounds > 1 and accepted[doc_id]:
+                count = math.ceil((target - made[doc_id]) / (made[doc_id] / accepted[doc_id]))
+            wanted.append((doc, asked[doc_id], min(max(count, 1), MAX_PER_ROUND)))
+        if before and wanted:
+            before(wanted)
+        items: list[Item] = []
+        for doc, start, count in wanted:
+            fresh = build(doc, start, count)
+            asked[doc["doc_id"]] += len(fresh)
+            items += fresh
+        if not items:
+            rounds -= 1
+            break
+        collector.plan(len(items) * planned)
+        meta = {item.request.key: item.meta for item in items}
+        for completion in job.complete([item.request for item in items], sampling, step):
+            gained = accept(completion, meta[completion.key])
+            doc_id = meta[completion.key]["doc_id"]
+            made[doc_id] += gained
+            accepted[doc_id] += bool(gained)
+    collector.counts["rounds"] = max(collector.counts.get("rounds", 0), rounds)
+    collector.counts["target_tokens_per_document"] = target
+    collector.counts["documents_short_of_target"] = sum(1 for d in made if target and made[d] < target)
