@@ -60,13 +60,62 @@ def _describe(error: jsonschema.ValidationError, schema: dict[str, Any], source:
     return f"{source}: '{key}': {error.message}"
 
 
+def _document_items(generators: dict[str, Any]) -> int:
+    """Items per document the document generators plan (EntiGraph: its pairs and triples)."""
+    return sum(
+        g.get("per_document", 0) + g.get("pairs_per_document", 0) + g.get("triples_per_document", 0)
+        for g in generators.values()
+    )
+
+
+def _entigraph(params: dict[str, Any]) -> dict[str, Any]:
+    return params["synth_docs"]["generators"].get("entigraph") or {"triples_per_document": 0, "max_entities": 3}
+
+
+# Constraints between keys, which a JSON schema cannot state: (the keys, the rule, broken?) Each is checked
+# when params are loaded, so `smt check` and Snakemake's parse stop before any job runs, instead of the stage
+# that reads the keys failing after generation and training have run.
+CROSS_KEY: tuple[tuple[tuple[str, ...], str, Any], ...] = (
+    (("rag.chunk_overlap", "rag.chunk_size"), "the overlap must be less than the chunk size",
+     lambda p: p["rag"]["chunk_overlap"] >= p["rag"]["chunk_size"]),
+    (("rag.top_k", "rag.top_k_retrieve"), "cannot keep more chunks than are retrieved",
+     lambda p: p["rag"]["top_k"] > p["rag"]["top_k_retrieve"]),
+    (("train.effective_batch_size", "train.per_device_batch_size"),
+     "the effective batch size must be a multiple of the per-device batch size",
+     lambda p: p["train"]["effective_batch_size"] % p["train"]["per_device_batch_size"] != 0),
+    (("rag.reranker", "rag.reranker_model"), "the cross_encoder reranker needs a model folder",
+     lambda p: p["rag"]["reranker"] == "cross_encoder" and not p["rag"]["reranker_model"]),
+    (("model.source", "model.package", "model.gguf_file"), "gguf_package needs the package and its GGUF file",
+     lambda p: p["model"]["source"] == "gguf_package" and not (p["model"]["package"] and p["model"]["gguf_file"])),
+    (("model.source", "model.path"), "a local model needs its folder",
+     lambda p: p["model"]["source"] == "local" and not p["model"]["path"]),
+    (("synth_docs.generators.entigraph.triples_per_document", "synth_docs.generators.entigraph.max_entities"),
+     "a triple needs at least 3 entities",
+     lambda p: _entigraph(p)["triples_per_document"] > 0 and _entigraph(p)["max_entities"] < 3),
+    (("mix.qa_share", "synth_docs.generators"), "a mix with documents needs a generator that makes some",
+     lambda p: p["mix"]["qa_share"] < 1 and _document_items(p["synth_docs"]["generators"]) == 0),
+)  # fmt: skip
+
+
+def _values(params: dict[str, Any], keys: tuple[str, ...]) -> str:
+    shown = []
+    for key in keys:
+        value = get(params, key)
+        shown.append(f"'{key}' = {value!r}" if not isinstance(value, dict) else f"'{key}' = {sorted(value)}")
+    return ", ".join(shown)
+
+
 def validate(params: dict[str, Any], source: str = "params.yaml") -> dict[str, Any]:
-    """Raise ParamsError naming the first offending key (most specific first)."""
+    """Raise ParamsError naming the first offending key (most specific first), then the keys of the first broken
+    constraint between keys."""
     spec = schema()
     validator = jsonschema.Draft202012Validator(spec)
     errors = sorted(validator.iter_errors(params), key=lambda e: (-len(e.absolute_path), str(e.absolute_path)))
     if errors:
         raise ParamsError(_describe(errors[0], spec, source))
+    for keys, rule, broken in CROSS_KEY:
+        if broken(params):
+            raise ParamsError(f"{source}: {_values(params, keys)}: {rule}")
     return params
 
 
