@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 from rank_bm25 import BM25Okapi
 
+from smt import faults
 from smt.rag.chunks import Chunk
 from smt.rag.embedding import embed, load_embedder
 
@@ -121,10 +122,12 @@ def build_index(
     out.mkdir(parents=True, exist_ok=True)
     pl.DataFrame([asdict(c) for c in chunks], schema=CHUNK_SCHEMA).write_parquet(out / "chunks.parquet")
     SparseBM25.from_okapi(BM25Okapi([tokenize(c.text) for c in chunks])).save(out)
+    faults.point("index.bm25")
     vectors = embed(load_embedder(embedding_model), [c.text for c in chunks], progress=True)
     dense = faiss.IndexFlatIP(vectors.shape[1])
     dense.add(vectors)
     faiss.write_index(dense, str(out / "dense.faiss"))
+    faults.point("index.dense")
     info = {
         "chunks": len(chunks),
         "documents": len({c.doc_id for c in chunks}),

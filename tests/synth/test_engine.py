@@ -301,13 +301,17 @@ def test_malformed_documents_are_rejected_with_a_reason(completion: Completion, 
     assert check_document(completion) == reason
 
 
+def entry(key: str) -> dict:
+    return {"key": key, "digest": "d", "text": "x", "finish_reason": "stop", "prompt_tokens": 1, "completion_tokens": 1}
+
+
 def test_partial_file_survives_a_torn_last_line(tmp_path: Path) -> None:
     partial = Partial(tmp_path / "0.partial.jsonl", {"model": "m"})
-    partial.append([{"key": "a", "digest": "d", "text": "x"}, {"key": "b", "digest": "d", "text": "y"}])
+    partial.append([entry("a"), entry("b")])
     with partial.path.open("a") as fh:
         fh.write('{"key": "c", "dig')  # a kill in the middle of a write
     assert sorted(partial.load()) == ["a", "b"]
-    partial.append([{"key": "c", "digest": "d", "text": "z"}])
+    partial.append([entry("c")])
     assert sorted(partial.load()) == ["a", "b", "c"]
     assert sorted(Partial(partial.path, {"model": "other"}).load()) == [], "another model's completions are stale"
 
@@ -315,7 +319,7 @@ def test_partial_file_survives_a_torn_last_line(tmp_path: Path) -> None:
 def test_partial_file_from_other_code_is_discarded_and_the_log_says_why(tmp_path: Path) -> None:
     """A killed run, then a fix in a generator or backend: the rerun must not mix old and new completions."""
     partial = Partial(tmp_path / "0.partial.jsonl", {"model": "m", "code": {"smt/generation.py": "aaaa"}})
-    partial.append([{"key": "a", "digest": "d", "text": "x"}])
+    partial.append([entry("a")])
     said: list[str] = []
     fixed = Partial(partial.path, {"model": "m", "code": {"smt/generation.py": "bbbb"}}, said.append)
     assert fixed.load() == {} and not partial.path.exists()
