@@ -254,19 +254,23 @@ class HTTPBackend:
             tqdm(total=len(requests), desc=desc, unit="item", disable=not progress) as bar,
         ):
             futures = [pool.submit(self.complete, r, sampling) for r in requests]
-            for future in as_completed(futures):
-                try:
-                    completion = future.result()
-                except Exception as exc:  # the first failure is raised once the others are in
-                    if failure is None:
-                        failure = exc
+            try:
+                for future in as_completed(futures):
+                    try:
+                        completion = future.result()
+                    except Exception as exc:  # the first failure is raised once the others are in
+                        failure = failure or exc
                         for other in futures:
                             other.cancel()
-                    continue
-                done[completion.key] = completion
-                if on_done is not None:
-                    on_done(completion)
-                bar.update(1)
+                        continue
+                    done[completion.key] = completion
+                    if on_done is not None:
+                        on_done(completion)
+                    bar.update(1)
+            except BaseException:  # on_done failed, or an interrupt: send nothing more
+                for other in futures:
+                    other.cancel()
+                raise
         self.stats.requests += len(done)
         self.stats.seconds += time.perf_counter() - started
         if failure is not None:
