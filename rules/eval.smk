@@ -5,7 +5,7 @@
 rule eval_closed_book_base:
     """Score the base model closed-book.
 
-    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py."""
+    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
     input:
         model="results/models/base",
         questions="results/data/{benchmark}/questions.parquet",
@@ -69,7 +69,7 @@ rule eval_closed_book_base:
 rule eval_rag_base:
     """Score the base model with retrieval.
 
-    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py."""
+    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
     input:
         model="results/models/base",
         questions="results/data/{benchmark}/questions.parquet",
@@ -135,7 +135,7 @@ rule eval_rag_base:
 rule eval_smt_closed_book:
     """Score the SMT model closed-book.
 
-    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py."""
+    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
     input:
         model="results/models/smt/{benchmark}/{budget}",
         questions="results/data/{benchmark}/questions.parquet",
@@ -199,7 +199,7 @@ rule eval_smt_closed_book:
 rule eval_smt_rag:
     """Score the SMT model with retrieval.
 
-    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py."""
+    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
     input:
         model="results/models/smt/{benchmark}/{budget}",
         questions="results/data/{benchmark}/questions.parquet",

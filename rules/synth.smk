@@ -63,7 +63,7 @@ rule synth_qa_shard:
 rule synth_qa:
     """Generate open-ended synthetic QAs (question, answer with explanation) per document.
 
-    Tests: tests/synth/test_engine.py."""
+    Tests: tests/synth/test_engine.py, tests/faults/test_kill_points.py, tests/faults/test_flaky_endpoint.py."""
     input:
         model="results/models/base",
         documents="results/data/{benchmark}/documents.parquet",
