@@ -1,6 +1,6 @@
 """Training on the embedded default model, on CPU: the loss falls, full and LoRA runs save models that
-transformers loads, a run killed at any of three points resumes from its last checkpoint to the uninterrupted
-run's curve, and two processes (gloo) train like one.
+transformers loads, a run killed after its first checkpoint or after writing its model resumes from its last
+checkpoint to the uninterrupted run's curve, and two processes (gloo) train like one.
 
 The mixes are built by the real mix stage from small synthetic streams written from the demo documents."""
 
@@ -196,7 +196,7 @@ def test_lora_answer_loss_saves_a_merged_loadable_model(lora_run: dict, base_mod
 
 # Where a run is killed (None: from outside, as soon as its first checkpoint is complete; else a kill point,
 # smt/faults.py), the last checkpoint it leaves, and whether its model folder was written already.
-KILLS = [(None, 1, False), ("train.checkpoint:2", 2, False), ("train.exported", 3, True)]
+KILLS = [(None, 1, False), ("train.exported", 3, True)]  # "train.checkpoint:<n>" kills after the n-th checkpoint
 
 
 @pytest.mark.parametrize(("kill", "steps_done", "exported"), KILLS)
