@@ -16,9 +16,8 @@ from smt.synth.generation import Backend, Completion, Request, Sampling
 
 
 class ShardRun:
-    """One shard's generation: completions come from the journal when it has them, else from the backend, in
-    calls of the backend's batch size; the backend hands over each completion as soon as it is finished, and it
-    is journaled there, so what a crash can lose is only what was still being generated."""
+    """The `complete` function a shard's generator calls, step by step; the backend is called in chunks of its
+    batch size, and the counts of resumed and generated completions and tokens go into the shard's manifest."""
 
     def __init__(
         self, label: str, partial: journal.Partial, backend: Callable[[], Backend], log: logging.Logger

@@ -62,7 +62,7 @@ def financebench(source: Path, bad_pdf: bytes | None = None, questions: bytes | 
          "evidence": [{"evidence_page_num": 0, "doc_name": m["doc_name"], "evidence_text": "Revenue was 42."}]}
         for i, m in enumerate(meta)
     ]  # fmt: skip
-    (source / "financebench_document_information.jsonl").write_text("".join(json.dumps(m) + "\n" for m in meta))
+    (source / FBD).write_text("".join(json.dumps(m) + "\n" for m in meta))
     (source / "financebench_open_source.jsonl").write_bytes(
         "".join(json.dumps(q) + "\n" for q in asked).encode() if questions is None else questions
     )
@@ -96,14 +96,15 @@ def longhealth(source: Path, data: bytes) -> dict:
     return {}
 
 
-def no_pdf(source: Path) -> dict:
+def empty_documents(source: Path) -> dict:
     options = financebench(source)
-    shutil.rmtree(source / "pdfs")
+    (source / FBD).write_text("")
     return options
 
 
 TRAIN, DEV, LH = "QuALITY.v1.0.1.htmlstripped.train", "QuALITY.v1.0.1.htmlstripped.dev", "benchmark_v5.json"
-FBQ, BOLT = "financebench_open_source.jsonl", "pdfs/BOLT_2023_10K.pdf"
+FBQ, FBD = "financebench_open_source.jsonl", "financebench_document_information.jsonl"
+BOLT = "pdfs/BOLT_2023_10K.pdf"
 EMPTY, UTF8, PDF = "record <file>: holds no ", "not valid UTF-8", "record <file>: unreadable PDF"
 ADDED_ONLY = json.dumps({"input": "The Title\nBy Some One\n\nText.", "instructions": ["How many sentences?"],
                          "outputs": ["Three."]}).encode() + b"\n"  # fmt: skip
@@ -136,7 +137,7 @@ BENCHMARK_CASES: dict[str, tuple[str, Callable[[Path], dict], str | None, str]] 
     "financebench-random-bytes-pdf": ("financebench", lambda s: financebench(s, os.urandom(4096)), BOLT, PDF),
     "financebench-empty-questions": ("financebench", lambda s: financebench(s, None, b""), FBQ, EMPTY + "questions"),
     "financebench-not-utf8": ("financebench", lambda s: financebench(s, None, BAD_UTF8), FBQ, f"record line 1: {UTF8}"),
-    "financebench-no-pdf": ("financebench", no_pdf, None, "gives no documents to ingest"),
+    "financebench-empty-documents": ("financebench", empty_documents, FBD, EMPTY + "documents"),
 }  # fmt: skip
 
 
