@@ -219,8 +219,8 @@ SCORE = "results/scores/demo/closed_book_base"
 
 @pytest.fixture(scope="module")
 def eval_ws(tmp_path_factory: pytest.TempPathFactory, base_model: Path) -> Path:
-    ws = make_workspace(tmp_path_factory.mktemp("killeval"), {"ingest": {"max_documents": 2}, "eval": {
-        "max_questions": 3}})  # fmt: skip
+    ws = make_workspace(tmp_path_factory.mktemp("killeval"), {"ingest": {"max_documents": 1}, "eval": {
+        "max_questions": 2}})  # fmt: skip
     (ws / "results/models").mkdir(parents=True)
     (ws / "results/models/base").symlink_to(base_model)
     with contextlib.chdir(ws):
@@ -239,10 +239,10 @@ def test_scoring_killed_at_two_points_ends_with_the_same_scores(eval_ws: Path) -
     reference = scored(eval_ws)
     for path in eval_ws.glob(f"{SCORE}*"):
         path.unlink()
-    stage(eval_ws, "eval_closed_book_base", {"benchmark": "demo"}, kill="eval.question:2")
+    stage(eval_ws, "eval_closed_book_base", {"benchmark": "demo"}, kill="eval.question:1")
     assert list(eval_ws.glob(f"{SCORE}*")) == []
     stage(eval_ws, "eval_closed_book_base", {"benchmark": "demo"}, kill="eval.predictions")
     assert [p.name for p in eval_ws.glob(f"{SCORE}*")] == ["closed_book_base.predictions.jsonl"]
     with contextlib.chdir(eval_ws):
         run_stage("eval_closed_book_base", {"benchmark": "demo"})
-    assert scored(eval_ws) == reference and reference[1]["n"] == 3 and scratch(eval_ws) == []
+    assert scored(eval_ws) == reference and reference[1]["n"] == 2 and scratch(eval_ws) == []
