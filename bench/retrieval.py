@@ -45,7 +45,7 @@ def timed(fn: Any) -> tuple[Any, float]:
 
 def bm25_figures(docs: list[list[str]], queries: list[list[str]]) -> dict[str, Any]:
     okapi, okapi_build = timed(lambda: BM25Okapi(docs))
-    sparse, sparse_build = timed(lambda: retrieval.SparseBM25(okapi))
+    sparse, sparse_build = timed(lambda: retrieval.SparseBM25.from_okapi(okapi))
     okapi_scores, okapi_s = timed(lambda: [okapi.get_scores(q) for q in queries])
     sparse_scores, sparse_s = timed(lambda: [sparse.get_scores(q) for q in queries])
     identical = all(

@@ -5,7 +5,7 @@
 rule ingest:
     """Read a benchmark's published files into normalized tables (documents, questions) and a report.
 
-    Tests: tests/stages/test_ingest.py, tests/benchmarks/test_loaders.py."""
+    Tests: tests/stages/test_ingest.py, tests/benchmarks/test_loaders.py, tests/faults/test_bad_inputs.py."""
     input:
         source=W.input("ingest", "source", PARAMS),  # ${benchmarks.{benchmark}.source}
         params_stamp="results/.params/ingest/{benchmark}.json",

@@ -5,7 +5,7 @@
 rule eval_closed_book_base:
     """Score the base model closed-book.
 
-    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py."""
+    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
     input:
         model=W.input("eval_closed_book_base", "model", PARAMS),  # results/models/base/${roles.student}
         questions="results/data/{benchmark}/questions.parquet",
@@ -25,6 +25,7 @@ rule eval_closed_book_base:
             "smt/eval/scores.py",
             "smt/eval/scoring.py",
             "smt/eval/stats.py",
+            "smt/faults.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",
@@ -68,7 +69,7 @@ rule eval_closed_book_base:
 rule eval_rag_base:
     """Score the base model with retrieval.
 
-    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py."""
+    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
     input:
         model=W.input("eval_rag_base", "model", PARAMS),  # results/models/base/${roles.student}
         questions="results/data/{benchmark}/questions.parquet",
@@ -90,6 +91,7 @@ rule eval_rag_base:
             "smt/eval/scores.py",
             "smt/eval/scoring.py",
             "smt/eval/stats.py",
+            "smt/faults.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",
@@ -133,7 +135,7 @@ rule eval_rag_base:
 rule eval_smt_closed_book:
     """Score the SMT model closed-book.
 
-    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py."""
+    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
     input:
         model="results/models/smt/{benchmark}/{recipe}/{budget}",
         questions="results/data/{benchmark}/questions.parquet",
@@ -153,6 +155,7 @@ rule eval_smt_closed_book:
             "smt/eval/scores.py",
             "smt/eval/scoring.py",
             "smt/eval/stats.py",
+            "smt/faults.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",
@@ -196,7 +199,7 @@ rule eval_smt_closed_book:
 rule eval_smt_rag:
     """Score the SMT model with retrieval.
 
-    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py."""
+    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
     input:
         model="results/models/smt/{benchmark}/{recipe}/{budget}",
         questions="results/data/{benchmark}/questions.parquet",
@@ -218,6 +221,7 @@ rule eval_smt_rag:
             "smt/eval/scores.py",
             "smt/eval/scoring.py",
             "smt/eval/stats.py",
+            "smt/faults.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",

@@ -5,13 +5,14 @@
 rule rag_index:
     """Chunk the documents and build BM25 (rank-bm25) and dense (faiss) indexes.
 
-    Tests: tests/rag/test_retrieval.py, tests/pipeline/test_builds.py."""
+    Tests: tests/rag/test_retrieval.py, tests/pipeline/test_builds.py, tests/faults/test_kill_points.py."""
     input:
         documents="results/data/{benchmark}/documents.parquet",
         params_stamp="results/.params/rag_index/{benchmark}.json",
         code=[
             "smt/__init__.py",
             "smt/artifacts.py",
+            "smt/faults.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",
@@ -58,6 +59,7 @@ rule retrieve:
             "smt/artifacts.py",
             "smt/eval/__init__.py",
             "smt/eval/framing.py",
+            "smt/faults.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",

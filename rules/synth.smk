@@ -13,6 +13,7 @@ rule synth_qa_shard:
         code=[
             "smt/__init__.py",
             "smt/artifacts.py",
+            "smt/faults.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",
@@ -36,6 +37,7 @@ rule synth_qa_shard:
             "smt/synth/job.py",
             "smt/synth/journal.py",
             "smt/synth/rounds.py",
+            "smt/synth/shard.py",
         ],
     output:
         records=temp("results/synth/{benchmark}/shards/qa/{shard}.jsonl"),
@@ -62,7 +64,7 @@ rule synth_qa_shard:
 rule synth_qa:
     """Generate open-ended synthetic QAs (question, answer with explanation) per document.
 
-    Tests: tests/synth/test_engine.py."""
+    Tests: tests/synth/test_engine.py, tests/faults/test_kill_points.py, tests/faults/test_flaky_endpoint.py."""
     input:
         model=W.input("synth_qa", "model", PARAMS),  # results/models/base/${roles.generator}
         documents="results/data/{benchmark}/documents.parquet",
@@ -71,6 +73,7 @@ rule synth_qa:
         code=[
             "smt/__init__.py",
             "smt/artifacts.py",
+            "smt/faults.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",
@@ -94,6 +97,7 @@ rule synth_qa:
             "smt/synth/job.py",
             "smt/synth/journal.py",
             "smt/synth/rounds.py",
+            "smt/synth/shard.py",
         ],
     output:
         qa="results/synth/{benchmark}/qa.jsonl",
@@ -125,6 +129,7 @@ rule synth_docs_shard:
         code=[
             "smt/__init__.py",
             "smt/artifacts.py",
+            "smt/faults.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",
@@ -148,6 +153,7 @@ rule synth_docs_shard:
             "smt/synth/job.py",
             "smt/synth/journal.py",
             "smt/synth/rounds.py",
+            "smt/synth/shard.py",
             "smt/prompts/{generator}.txt",
             "smt/synth/generators/{generator}.py",
         ],
@@ -186,6 +192,7 @@ rule synth_docs:
         code=[
             "smt/__init__.py",
             "smt/artifacts.py",
+            "smt/faults.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",
@@ -209,6 +216,7 @@ rule synth_docs:
             "smt/synth/job.py",
             "smt/synth/journal.py",
             "smt/synth/rounds.py",
+            "smt/synth/shard.py",
             "smt/prompts/{generator}.txt",
             "smt/synth/generators/{generator}.py",
         ],

@@ -65,6 +65,7 @@ rule train:
             "envs/accelerate/single_gpu.yaml",
             "smt/__init__.py",
             "smt/artifacts.py",
+            "smt/faults.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",

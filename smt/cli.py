@@ -26,9 +26,12 @@ def _tool_commands(sub: Any) -> None:
         "--parameters", nargs="*", default=[], metavar="MODEL=N", help="parameter counts of models not downloaded yet"
     )
     sub.add_parser("refresh", help="rewrite the derived inputs: model fingerprints and stream token targets")
-    rec = sub.add_parser("record", help="after a Snakemake run: record the outputs in DVC (dvc commit)")
+    rec = sub.add_parser(
+        "record", help="after a Snakemake run: record the outputs in DVC (dvc commit); refused while any is stale"
+    )
     rec.add_argument("--save", metavar="NAME", nargs="?", const="", help="also `dvc exp save` the workspace")
     sub.add_parser("sync", help="after a DVC checkout/pull: make Snakemake agree (touch when DVC is clean)")
+    sub.add_parser("locks", help="stage runs in progress: the instance locks held now and their holders")
     dl = sub.add_parser("download", help="fetch a benchmark's published files and verify their pinned hashes")
     dl.add_argument("benchmark", choices=benchmarks.DOWNLOADABLE)
     dl.add_argument("--dest", help="target folder (default: data/raw/<benchmark>)")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -76,16 +75,11 @@ def snakemake_pending(ws: Path) -> set[str]:
 
 
 def snakemake_planned(out: str) -> set[str]:
-    """Stage instances in the output of `snakemake -n`, read from the commands it prints (a shard job,
-    `--shard i`, counts as its stage instance)."""
-    from smt.pipeline import stage as ST
-    from smt.pipeline import stages as S
+    """Stage instances in the output of `snakemake -n -p`, named as DVC names them (smt.pipeline.tools.planned,
+    itself checked against a literal dry run in tests/pipeline/test_tools.py)."""
+    from smt.pipeline import tools
 
-    pending = set()
-    for name, args in re.findall(r"python -m smt (\w+)((?: --(?!shard )\w+ \S+)*)", out):
-        axes = dict(re.findall(r"--(\w+) (\S+)", args))
-        pending.add(ST.instance_id(S.stage(name), axes))
-    return pending
+    return set(tools.planned(out))
 
 
 def dvc_status(ws: Path) -> set[str]:

@@ -30,4 +30,8 @@ def load(name: str, options: dict[str, Any], workers: int = 1) -> Loaded:
     if not source.is_dir():
         hint = f" (fetch it with `python -m smt download {name}`)" if name in DOWNLOADABLE else ""
         raise FileNotFoundError(f"benchmarks.{name}.source: folder {source} does not exist{hint}")
-    return importlib.import_module(f"smt.benchmarks.loaders.{name}").load(source, options, workers)
+    loaded = importlib.import_module(f"smt.benchmarks.loaders.{name}").load(source, options, workers)
+    if not loaded.questions:  # every later stage would run on nothing and fail far from the cause
+        excluded = f" (excluded: {loaded.excluded})" if loaded.excluded else ""
+        raise ValueError(f"benchmarks.{name}: {source} gives no questions to ingest{excluded}")
+    return loaded  # documents may all be missing (FinanceBench without its PDFs): each question says so

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from tqdm import tqdm
@@ -64,9 +65,24 @@ def convert_all(paths: list[Path], workers: int = 1) -> dict[Path, list[str]]:
             result[path] = pages(path)
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for path, texts in zip(paths, pool.map(pages, paths), strict=True):
-                result[path] = texts
-                bar.update()
+        try:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for path, texts in zip(paths, pool.map(pages, paths), strict=True):
+                    result[path] = texts
+                    bar.update()
+        except BrokenProcessPool:
+            _name_the_crash([p for p in paths if p not in result])
     bar.close()
     return result
+
+
+def _name_the_crash(paths: list[Path]) -> None:
+    """A worker died inside PDFium (no exception to report): convert the files not done yet one at a time, each
+    in a fresh process, to name the one that kills its converter."""
+    for path in paths:
+        try:
+            with ProcessPoolExecutor(max_workers=1) as pool:
+                pool.submit(pages, path).result()
+        except BrokenProcessPool:
+            raise BenchmarkInputError(path, "<file>", None, "the PDF converter crashed on this file") from None
+    raise RuntimeError(f"a PDF converter process died, but none of {len(paths)} files crashed it again")

@@ -13,8 +13,10 @@ training, retrieval and evaluation never look at a benchmark's own format:
 
 from __future__ import annotations
 
+import json
 import string
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -57,8 +59,47 @@ class BenchmarkInputError(ValueError):
     """A benchmark file is malformed; the message names the file, the record and the field."""
 
     def __init__(self, path: object, record: object, field: str | None, problem: str) -> None:
+        self.path, self.record, self.field, self.problem = path, record, field, problem
         where = f"{path}: record {record}" + (f": field '{field}'" if field else "")
         super().__init__(f"{where}: {problem}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Rebuilt from its four parts, so the error crosses a process pool (PDFs convert in workers) intact."""
+        return (type(self), (self.path, self.record, self.field, self.problem))
+
+
+def _decoded(raw: bytes, path: Path, record: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problem = f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        raise BenchmarkInputError(path, record, None, problem) from None
+
+
+def read_text(path: Path) -> str:
+    """A whole UTF-8 file; bytes that are not UTF-8 are an error naming the file and the offset."""
+    return _decoded(path.read_bytes(), path, "<file>")
+
+
+def json_lines(path: Path) -> list[tuple[int, Any]]:
+    """The JSON value of every non-blank line with its line number; a line that is not UTF-8 or not JSON is an
+    error naming the file and the line."""
+    rows = []
+    for lineno, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+        line = _decoded(raw, path, f"line {lineno}")
+        if line.strip():
+            try:
+                rows.append((lineno, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise BenchmarkInputError(path, f"line {lineno}", None, f"not valid JSON ({exc.msg})") from None
+    return rows
+
+
+def require_rows(rows: list[Any], path: Path, what: str) -> list[Any]:
+    """A file that must hold at least one record (an empty file would ingest as an empty benchmark)."""
+    if not rows:
+        raise BenchmarkInputError(path, "<file>", None, f"holds no {what}")
+    return rows
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from smt import faults
 from smt.eval import answering, scoring
 from smt.synth.backends.transformers import TransformersBackend
 from smt.synth.generation import Request, Sampling
@@ -70,6 +71,7 @@ def score_loglik(
                 "tie": s.tie,
             }
         )
+        faults.point("eval.question")
     return records
 
 

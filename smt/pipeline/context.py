@@ -25,7 +25,7 @@ class StageContext:
 
     @property
     def label(self) -> str:
-        """The instance, as DVC names it (`mix@demo-4000`)."""
+        """The instance, as DVC names it (`mix@demo-smt-4000`)."""
         return ST.instance_id(self.stage, self.axes)
 
     def shard_outputs(self, index: int) -> dict[str, str]:

@@ -60,25 +60,75 @@ def _describe(error: jsonschema.ValidationError, schema: dict[str, Any], source:
     return f"{source}: '{key}': {error.message}"
 
 
+def _first_round_items(generator: dict[str, Any]) -> int:
+    """Items per document a document generator plans in its first round (EntiGraph: its pairs and triples)."""
+    return sum(generator.get(k, 0) for k in ("per_document", "pairs_per_document", "triples_per_document"))
+
+
+def _entigraph(params: dict[str, Any]) -> dict[str, Any]:
+    return params["synth_docs"]["generators"].get("entigraph") or {"triples_per_document": 0, "max_entities": 3}
+
+
+# Constraints between keys, which a JSON schema cannot state: (the keys, the rule, broken?) Each is checked
+# when params are loaded, so `smt check` and Snakemake's parse stop before any job runs, instead of the stage
+# that reads the keys failing after generation and training have run.
+CROSS_KEY: tuple[tuple[tuple[str, ...], str, Any], ...] = (
+    (("rag.chunk_overlap", "rag.chunk_size"), "the overlap must be less than the chunk size",
+     lambda p: p["rag"]["chunk_overlap"] >= p["rag"]["chunk_size"]),
+    (("rag.top_k", "rag.top_k_retrieve"), "cannot keep more chunks than are retrieved",
+     lambda p: p["rag"]["top_k"] > p["rag"]["top_k_retrieve"]),
+    (("train.effective_batch_size", "train.per_device_batch_size"),
+     "the effective batch size must be a multiple of the per-device batch size",
+     lambda p: p["train"]["effective_batch_size"] % p["train"]["per_device_batch_size"] != 0),
+    (("rag.reranker", "rag.reranker_model"), "the cross_encoder reranker needs a model folder",
+     lambda p: p["rag"]["reranker"] == "cross_encoder" and not p["rag"]["reranker_model"]),
+    (("synth_docs.generators.entigraph.triples_per_document", "synth_docs.generators.entigraph.max_entities"),
+     "a triple needs at least 3 entities",
+     lambda p: _entigraph(p)["triples_per_document"] > 0 and _entigraph(p)["max_entities"] < 3),
+)  # fmt: skip
+
+
+def _values(params: dict[str, Any], keys: tuple[str, ...]) -> str:
+    shown = []
+    for key in keys:
+        value = get(params, key)
+        shown.append(f"'{key}' = {value!r}" if not isinstance(value, dict) else f"'{key}' = {sorted(value)}")
+    return ", ".join(shown)
+
+
 def validate(params: dict[str, Any], source: str = "params.yaml") -> dict[str, Any]:
-    """Raise ParamsError naming the first offending key (most specific first)."""
+    """Raise ParamsError naming the first offending key (most specific first), then the keys of the first broken
+    constraint between keys."""
     spec = schema()
     validator = jsonschema.Draft202012Validator(spec)
     errors = sorted(validator.iter_errors(params), key=lambda e: (-len(e.absolute_path), str(e.absolute_path)))
     if errors:
         raise ParamsError(_describe(errors[0], spec, source))
+    for keys, rule, broken in CROSS_KEY:
+        if broken(params):
+            raise ParamsError(f"{source}: {_values(params, keys)}: {rule}")
     check_references(params, source)
     return params
 
 
 def check_references(params: dict[str, Any], source: str = "params.yaml") -> None:
-    """Values that must name something else in params: roles name models, recipes name generated streams of
-    benchmarks that run, and a recipe's shares sum to 1."""
+    """Values that must name something else in params: a model's source has its fields, roles name models,
+    recipes name streams that generate something for benchmarks that run, and a recipe's shares sum to 1."""
     models = params["models"]
+    for name, model in models.items():
+        key = f"models.{name}"
+        if model["source"] == "gguf_package" and not (model["package"] and model["gguf_file"]):
+            raise ParamsError(
+                f"{source}: '{key}.package' = {model['package']!r}, '{key}.gguf_file' = {model['gguf_file']!r}: "
+                "gguf_package needs the package and its GGUF file"
+            )
+        if model["source"] == "local" and not model["path"]:
+            raise ParamsError(f"{source}: '{key}.path' = None: a local model needs its folder")
     for role, name in params["roles"].items():
         if name not in models:
             raise ParamsError(f"{source}: 'roles.{role}' = {name!r} is not a model under 'models' ({sorted(models)})")
-    streams = {"qa", *params["synth_docs"]["generators"]}
+    generators = params["synth_docs"]["generators"]
+    streams = {"qa", *generators}
     for recipe, shares in params["recipes"].items():
         for name in shares:
             benchmark, _, stream = name.rpartition("/")
@@ -86,6 +136,11 @@ def check_references(params: dict[str, Any], source: str = "params.yaml") -> Non
                 raise ParamsError(
                     f"{source}: 'recipes.{recipe}.{name}': {stream!r} is not a stream (qa or a generator of "
                     f"synth_docs.generators: {sorted(streams)})"
+                )
+            if stream != "qa" and _first_round_items(generators[stream]) == 0:
+                raise ParamsError(
+                    f"{source}: 'recipes.{recipe}.{name}': the generator {stream!r} plans no items per document "
+                    f"(synth_docs.generators.{stream})"
                 )
             if benchmark and benchmark not in params["benchmarks"]:
                 raise ParamsError(

@@ -1,5 +1,6 @@
-"""Run one stage instance, the same way under Snakemake, DVC or by hand: check its axes, claim its GPUs, bring
-its params stamp and model fingerprints up to date, call its adapter under the runtime guard, check its outputs,
+"""Run one stage instance, the same way under Snakemake, DVC or by hand: check its axes, take its lock (one run
+per instance, smt.pipeline.locks), remove the scratch files a killed run of it left, claim its GPUs, bring its
+params stamp and model fingerprints up to date, call its adapter under the runtime guard, check its outputs,
 and mark its stamp as built."""
 
 from __future__ import annotations
@@ -7,12 +8,13 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from smt.pipeline import derived, dvc_yaml, gpus, guard, stamps
+from smt.pipeline import derived, dvc_yaml, gpus, guard, locks, stamps
 from smt.pipeline import graph as G
 from smt.pipeline import params as P
 from smt.pipeline import stage as ST
@@ -48,6 +50,27 @@ def run_stage(name: str, axes: dict[str, str], params_path: str = "params.yaml",
             "removed, which changes the stages and their exact inputs). Run `python -m smt render-dvc`, then "
             "`dvc repro` (or `dvc exp run`) again."
         )
+    try:
+        with locks.hold(st, axes, shard):
+            _run_locked(st, axes, params, shard)
+    except locks.Busy as exc:
+        raise SystemExit(f"smt {name}: {exc}") from None
+
+
+def remove_scratch(outputs: list[str]) -> list[str]:
+    """The atomic-write temporaries (`.<name>.*.tmp`, smt.io) that a killed run left beside these outputs. Only
+    the run holding the instance's lock writes them, so whatever is there now is a dead run's."""
+    removed = []
+    for output in outputs:
+        path = Path(output)
+        for stale in path.parent.glob(f".{path.name}.*.tmp") if path.parent.is_dir() else []:
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+            removed.append(str(stale))
+    return removed
+
+
+def _run_locked(st: ST.Stage, axes: dict[str, str], params: dict[str, Any], shard: int | None) -> None:
+    name = st.name
     try:  # under Snakemake: this job's own GPUs (CUDA_VISIBLE_DEVICES), before torch loads
         devices = gpus.assign(f"smt {name}")
     except gpus.GpuError as exc:
@@ -67,6 +90,11 @@ def run_stage(name: str, axes: dict[str, str], params_path: str = "params.yaml",
         code=G.stage_code(st, axes),
     )
     ctx.log.info("stage %s %s (params %s)", name, axes, ctx.fingerprint)
+    shards = range(shard_count(st, params)) if shard is None else [shard]
+    own = [p for i in shards for p in ctx.shard_outputs(i).values()]
+    own += list(ctx.outputs.values()) if shard is None else []
+    for stale in remove_scratch(own):
+        ctx.log.info("removed %s, left by a run that was killed", stale)
     ctx.log.info("%s", devices.describe())
     with guard.Audit() as used:
         module = importlib.import_module(st.module_name)

@@ -151,6 +151,12 @@ def log_path(st: Stage, axes: dict[str, str]) -> str:
     return f"results/logs/{st.name}/{_instance_name(st, axes)}.log"
 
 
+def lock_path(st: Stage, axes: dict[str, str], shard: int | str | None = None) -> str:
+    """The lock file one run of the instance (or of one of its shards) holds (see smt.pipeline.locks)."""
+    suffix = "" if shard is None else f".shard{shard}"
+    return f"results/.locks/{st.name}/{_instance_name(st, axes)}{suffix}.lock"
+
+
 def benchmark_path(st: Stage, axes: dict[str, str]) -> str:
     return f"results/benchmarks/{st.name}/{_instance_name(st, axes)}.tsv"
 

@@ -96,7 +96,7 @@ def _eval_stage(condition: str) -> Stage:
         },
         params=EVAL_KEYS if smt else (*EVAL_KEYS, "roles.student"),
         module="evaluate",
-        tests=("tests/stages/test_evaluate.py", "tests/eval/test_scoring.py"),
+        tests=("tests/stages/test_evaluate.py", "tests/eval/test_scoring.py", "tests/faults/test_kill_points.py"),
         resources={"mem_mb": 4000, "runtime": 30, "gpu": 0},
         threads=2,
         heavy=True,
@@ -132,7 +132,7 @@ STAGES: tuple[Stage, ...] = (
         resources={"mem_mb": 4000, "runtime": 30, "gpu": 0},
         threads=2,
         heavy=True,
-        tests=("tests/stages/test_ingest.py", "tests/benchmarks/test_loaders.py"),
+        tests=("tests/stages/test_ingest.py", "tests/benchmarks/test_loaders.py", "tests/faults/test_bad_inputs.py"),
     ),
     Stage(
         name="synth_qa",
@@ -161,7 +161,7 @@ STAGES: tuple[Stage, ...] = (
         threads=2,
         heavy=True,
         env="generate",
-        tests=("tests/synth/test_engine.py",),
+        tests=("tests/synth/test_engine.py", "tests/faults/test_kill_points.py", "tests/faults/test_flaky_endpoint.py"),
     ),
     Stage(
         name="synth_docs",
@@ -274,7 +274,7 @@ STAGES: tuple[Stage, ...] = (
         threads=2,
         heavy=True,
         env="evaluate",
-        tests=("tests/rag/test_retrieval.py", "tests/pipeline/test_builds.py"),
+        tests=("tests/rag/test_retrieval.py", "tests/pipeline/test_builds.py", "tests/faults/test_kill_points.py"),
     ),
     Stage(
         name="retrieve",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from smt.pipeline import derived, dvc_yaml, smk, stamps
+from smt.pipeline import derived, dvc_yaml, locks, smk, stamps
 from smt.pipeline import graph as G
 from smt.pipeline import params as P
 from smt.pipeline import stage as ST
@@ -67,9 +68,85 @@ def check(params_path: str) -> int:
     return 0
 
 
+_COMMAND = re.compile(r"python -m smt (\w+)((?: --\w+ \S+)*)")
+_RULE = re.compile(r"^(?:local)?rule (\w+):", re.MULTILINE)
+
+
+def planned(dry_run: str) -> list[str]:
+    """The stage instances in the output of `snakemake -n -p` (a shard job counts as its instance); rules
+    without an `smt` command by their name."""
+    found = set()
+    for stage, args in _COMMAND.findall(dry_run):
+        axes = {flag: v for flag, v in re.findall(r"--(\w+) (\S+)", args) if flag != "shard"}
+        found.add(ST.instance_id(S.stage(stage), axes))
+    if not found:
+        found = set(_RULE.findall(dry_run)) - {"all"}
+    return sorted(found)
+
+
+def snakemake_pending() -> list[str]:
+    """The instances `snakemake -n` would run (none when every output is up to date)."""
+    proc = _run(["snakemake", "-n", "-p", "--cores", "1"])
+    if proc.returncode != 0:
+        raise RuntimeError(f"snakemake -n failed:\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
+    return planned(proc.stdout + proc.stderr)
+
+
+def _recorded(output: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The provenance blocks an output carries: a JSON file's own, or those of the JSON files in an output
+    folder (a model's smt_manifest.json, an index's index.json)."""
+    files = [output] if output.suffix == ".json" and output.is_file() else []
+    files += sorted(output.glob("*.json")) if output.is_dir() else []
+    found = []
+    for path in files:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        block = data.get("provenance") if isinstance(data, dict) else None
+        if isinstance(block, dict) and "params_fingerprint" in block:
+            found.append((path, block))
+    return found
+
+
+def stale_outputs(params: dict[str, Any]) -> list[str]:
+    """Outputs whose recorded params fingerprint is not the one params.yaml gives their instance now (an output
+    put back from another run, or touched into looking up to date), each with its instance."""
+    stale = []
+    for st in S.STAGES:
+        for axes in G.instances(st, params):
+            now = P.fingerprint(params, st.keys(axes))
+            for output in G.stage_outputs(st, axes, params).values():
+                for path, block in _recorded(Path(output)):
+                    mine = block.get("stage") == st.name and block.get("axes") == axes
+                    if mine and block["params_fingerprint"] != now:
+                        iid = ST.instance_id(st, axes)
+                        stale.append(f"{iid}: {path} (built with params {block['params_fingerprint']}, now {now})")
+    return stale
+
+
 def record(params_path: str, save: str | None) -> int:
-    """After a Snakemake run: store the outputs in the DVC cache and dvc.lock without recomputing."""
-    prepare(P.load(params_path))
+    """After a Snakemake run: store the outputs in the DVC cache and dvc.lock without recomputing. Refused, with
+    the instances named, while Snakemake has work left or an output was built from other params values: DVC
+    would record it as the result of the current ones."""
+    params = P.load(params_path)
+    prepare(params)
+    pending, stale = snakemake_pending(), stale_outputs(params)
+    if pending or stale:
+        if pending:
+            print(
+                f"smt record: refused: Snakemake has work left for {len(pending)} instance(s): {', '.join(pending)}. "
+                "Run `snakemake` first (`snakemake -n` says why each is out of date).",
+                file=sys.stderr,
+            )
+        if stale:
+            print(
+                f"smt record: refused: {len(stale)} output(s) were built from other params values than "
+                "params.yaml gives now:\n  " + "\n  ".join(stale) + "\nRebuild them (`snakemake --forcerun "
+                "<rule>` or `dvc repro --force <stage>`), or put back the params they were built with.",
+                file=sys.stderr,
+            )
+        return 1
     proc = _run(["dvc", "commit", "--force"])
     sys.stderr.write(proc.stdout + proc.stderr)
     if proc.returncode != 0:
@@ -85,6 +162,16 @@ def record(params_path: str, save: str | None) -> int:
         print(f"smt record: dvc still reports changes in {left}", file=sys.stderr)
         return 1
     print("smt record: dvc.lock matches the workspace", file=sys.stderr)
+    return 0
+
+
+def show_locks() -> int:
+    """Stage runs in progress on this machine: the lock files held now, with their holders."""
+    found = locks.held()
+    for path, holder in found:
+        print(f"{path}: {holder}")
+    if not found:
+        print("no stage run holds a lock", file=sys.stderr)
     return 0
 
 
@@ -169,6 +256,8 @@ def run(args: argparse.Namespace) -> int:
         return record(args.params, args.save)
     if args.command == "sync":
         return sync(args.params)
+    if args.command == "locks":
+        return show_locks()
     if args.command == "download":
         return download(args.benchmark, args.dest, args.all_documents, args.base_url)
     if args.command == "affected":

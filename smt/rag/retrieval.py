@@ -1,14 +1,16 @@
 """Retrieval over document chunks: BM25, dense (faiss) and their reciprocal rank fusion.
 
-An index is a directory (chunks.parquet, bm25.pkl, dense.faiss, index.json) so that the build (rag_index) and
-the queries (the RAG evaluations) are separate pipeline stages with a cached artifact in between.
+An index is a directory (chunks.parquet, bm25.npz, bm25_vocab.json, dense.faiss, index.json) so that the build
+(rag_index) and the queries (the RAG evaluations) are separate pipeline stages with a cached artifact in between.
+Every file is data: the index is a DVC output that others pull from a shared remote, so nothing in it may run code
+when it is loaded (no pickle: the BM25 weights are plain arrays read with allow_pickle=False).
 """
 
 from __future__ import annotations
 
 import json
-import pickle
 import re
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -19,6 +21,7 @@ import numpy as np
 import polars as pl
 from rank_bm25 import BM25Okapi
 
+from smt import faults
 from smt.rag.chunks import Chunk
 from smt.rag.embedding import embed, load_embedder
 
@@ -33,6 +36,7 @@ CHUNK_SCHEMA = {
     "char_start": pl.Int64,
     "char_end": pl.Int64,
 }
+BM25_FILE, BM25_VOCAB = "bm25.npz", "bm25_vocab.json"
 _WORD = re.compile(r"[a-z0-9]+")
 
 Hit = tuple[str, str, float]
@@ -52,19 +56,47 @@ class SparseBM25:
     equal to rank-bm25's, so rankings (ties included) are identical.
     """
 
-    def __init__(self, okapi: BM25Okapi) -> None:
+    def __init__(self, vocab: list[str], matrix: Any) -> None:
+        self.vocab = {term: i for i, term in enumerate(vocab)}
+        self.matrix = matrix
+
+    @classmethod
+    def from_okapi(cls, okapi: BM25Okapi) -> SparseBM25:
         from scipy import sparse
 
-        self.vocab = {term: i for i, term in enumerate(okapi.idf)}
+        vocab = {term: i for i, term in enumerate(okapi.idf)}
         doc_len = np.array(okapi.doc_len)
         norm = okapi.k1 * (1 - okapi.b + okapi.b * doc_len / okapi.avgdl)
         rows, cols, vals = [], [], []
         for d, freqs in enumerate(okapi.doc_freqs):
             for term, tf in freqs.items():
                 rows.append(d)
-                cols.append(self.vocab[term])
+                cols.append(vocab[term])
                 vals.append((okapi.idf.get(term) or 0) * (tf * (okapi.k1 + 1) / (tf + norm[d])))
-        self.matrix = sparse.csc_matrix((vals, (rows, cols)), shape=(len(doc_len), len(self.vocab)))
+        return cls(list(vocab), sparse.csc_matrix((vals, (rows, cols)), shape=(len(doc_len), len(vocab))))
+
+    def save(self, directory: Path) -> None:
+        """The weights as plain arrays (float64, so scores stay bitwise equal) and the vocabulary as JSON. The
+        archive is written with fixed entry times, so the same chunks give the same bytes (and DVC's hash)."""
+        m = self.matrix
+        arrays = {"data": m.data, "indices": m.indices, "indptr": m.indptr, "shape": np.array(m.shape, np.int64)}
+        with zipfile.ZipFile(directory / BM25_FILE, "w") as archive:
+            for name, array in arrays.items():
+                with archive.open(zipfile.ZipInfo(f"{name}.npy", (1980, 1, 1, 0, 0, 0)), "w") as fh:
+                    np.lib.format.write_array(fh, np.ascontiguousarray(array), allow_pickle=False)
+        (directory / BM25_VOCAB).write_text(json.dumps(list(self.vocab), ensure_ascii=False))
+
+    @classmethod
+    def load(cls, directory: Path) -> SparseBM25:
+        from scipy import sparse
+
+        with np.load(directory / BM25_FILE, allow_pickle=False) as arrays:
+            shape = tuple(int(n) for n in arrays["shape"])
+            matrix = sparse.csc_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
+        vocab = json.loads((directory / BM25_VOCAB).read_text())
+        if not isinstance(vocab, list) or len(vocab) != shape[1]:
+            raise ValueError(f"{directory / BM25_VOCAB}: expected {shape[1]} terms, one per column of {BM25_FILE}")
+        return cls(vocab, matrix)
 
     def get_scores(self, query: Sequence[str]) -> np.ndarray:
         scores = np.zeros(self.matrix.shape[0])
@@ -83,18 +115,19 @@ class SparseBM25:
 def build_index(
     chunks: Sequence[Chunk], embedding_model: str, out_dir: str | Path, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Write chunks.parquet, bm25.pkl, dense.faiss and index.json (with `extra` merged in) into out_dir."""
+    """Write chunks.parquet, the BM25 weights, dense.faiss and index.json (with `extra` merged in) into out_dir."""
     if not chunks:
         raise ValueError("no chunks to index")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pl.DataFrame([asdict(c) for c in chunks], schema=CHUNK_SCHEMA).write_parquet(out / "chunks.parquet")
-    with (out / "bm25.pkl").open("wb") as fh:
-        pickle.dump(BM25Okapi([tokenize(c.text) for c in chunks]), fh)
+    SparseBM25.from_okapi(BM25Okapi([tokenize(c.text) for c in chunks])).save(out)
+    faults.point("index.bm25")
     vectors = embed(load_embedder(embedding_model), [c.text for c in chunks], progress=True)
     dense = faiss.IndexFlatIP(vectors.shape[1])
     dense.add(vectors)
     faiss.write_index(dense, str(out / "dense.faiss"))
+    faults.point("index.dense")
     info = {
         "chunks": len(chunks),
         "documents": len({c.doc_id for c in chunks}),
@@ -121,11 +154,11 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = RRF_K) ->
 class Retriever:
     """A loaded index; the embedding model is only loaded when a dense or hybrid query needs it."""
 
-    def __init__(self, chunks: pl.DataFrame, bm25: BM25Okapi, dense: Any, info: dict[str, Any]) -> None:
+    def __init__(self, chunks: pl.DataFrame, bm25: SparseBM25, dense: Any, info: dict[str, Any]) -> None:
         self.chunk_ids: list[str] = chunks["chunk_id"].to_list()
         self.texts: list[str] = chunks["text"].to_list()
         self.rows: dict[str, dict[str, Any]] = {row["chunk_id"]: row for row in chunks.iter_rows(named=True)}
-        self.bm25 = SparseBM25(bm25)
+        self.bm25 = bm25
         self.dense = dense
         self.info = info
         self._embedder: Any = None
@@ -140,9 +173,11 @@ class Retriever:
                 f"{d}: index built with embedding model '{info['embedding_model']}', "
                 f"but '{embedding_model}' was requested; rebuild the index"
             )
-        with (d / "bm25.pkl").open("rb") as fh:
-            bm25 = pickle.load(fh)
-        return cls(pl.read_parquet(d / "chunks.parquet"), bm25, faiss.read_index(str(d / "dense.faiss")), info)
+        chunks = pl.read_parquet(d / "chunks.parquet")
+        bm25 = SparseBM25.load(d)
+        if bm25.matrix.shape[0] != chunks.height:
+            raise ValueError(f"{d}: {BM25_FILE} has {bm25.matrix.shape[0]} rows for {chunks.height} chunks")
+        return cls(chunks, bm25, faiss.read_index(str(d / "dense.faiss")), info)
 
     def __len__(self) -> int:
         return len(self.chunk_ids)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from smt import artifacts, io, prompts
+from smt import artifacts, faults, io, prompts
 from smt.benchmarks.tables import FREE_FORM, MULTIPLE_CHOICE
 from smt.eval import scorers, scores
 from smt.eval.framing import framed_question
@@ -44,6 +44,7 @@ def run(ctx: StageContext) -> None:
         records = scorers.score_free_form(model, judge, questions, framed, passages, batch, max_new, ctx.benchmark)
     ctx.log.info("scored %d questions in %.1fs", len(records), time.time() - started)
     io.write_jsonl(ctx.outputs["predictions"], records)
+    faults.point("eval.predictions")
     summary = {
         **scores.summarize(records, ctx.p("eval.bootstrap_resamples"), ctx.p("seed")),
         "condition": condition,

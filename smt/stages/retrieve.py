@@ -22,8 +22,6 @@ def run(ctx: StageContext) -> None:
     docs = {d["doc_id"]: d for d in pl.read_parquet(ctx.input("documents")).to_dicts()}
     retriever = Retriever.load(ctx.input("index"), ctx.p("rag.embedding_model"))
     method, depth, keep = ctx.p("rag.retriever"), ctx.p("rag.top_k_retrieve"), ctx.p("rag.top_k")
-    if keep > depth:
-        raise ValueError(f"rag.top_k = {keep} exceeds rag.top_k_retrieve = {depth}: cannot keep more than retrieved")
     reranker = rerank.load(ctx.p("rag.reranker"), ctx.input("model"), ctx.p("rag.reranker_model"))
     records = []
     for q in tqdm(questions, desc=f"retrieving {ctx.benchmark}", unit="q"):

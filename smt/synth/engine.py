@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
-from smt import io, prompts
+from smt import faults, io, prompts
 from smt.synth import collect, journal
 from smt.synth.backends import make_backend
-from smt.synth.generation import Backend, BackendSettings, Completion, Request, Sampling
+from smt.synth.generation import Backend, BackendSettings
 from smt.synth.job import Job
+from smt.synth.shard import ShardRun
 
 
 @dataclass
@@ -58,62 +57,6 @@ class Plan:
 def assign(docs: list[dict[str, Any]], index: int, count: int) -> list[dict[str, Any]]:
     """The documents of shard `index` of `count` (round-robin over documents sorted by id)."""
     return docs[index::count]
-
-
-class ShardRun:
-    """One shard's generation: completions come from the journal when it has them, else from the backend, in
-    chunks of the backend's batch size, each journaled as soon as it is done."""
-
-    def __init__(
-        self, label: str, partial: journal.Partial, backend: Callable[[], Backend], log: logging.Logger
-    ) -> None:
-        self.label = label
-        self.partial = partial
-        self._backend = backend
-        self.log = log
-        self.cache = journal.load_all(partial.path.parent, partial.identity, log.info)
-        self.requests = self.resumed = 0
-        self.prompt_tokens = self.completion_tokens = 0
-        self.generated = self.generated_tokens = 0
-        self.generation_seconds = 0.0
-        self.backend_used = False
-
-    def complete(self, requests: list[Request], sampling: Sampling, step: str) -> list[Completion]:
-        digests = {r.key: r.digest(sampling) for r in requests}
-        if len(digests) != len(requests):
-            raise ValueError(f"{self.label} {step}: duplicate request keys")
-        done: dict[str, Completion] = {}
-        for r in requests:
-            entry = self.cache.get(r.key)
-            if entry and entry["digest"] == digests[r.key]:
-                done[r.key] = journal.completion(entry)
-        self.resumed += len(done)
-        pending = [r for r in requests if r.key not in done]
-        if done:
-            self.log.info("%s %s: %d of %d completions resumed", self.label, step, len(done), len(requests))
-        with tqdm(
-            total=len(requests), initial=len(done), desc=f"{self.label} {step}", unit="item", dynamic_ncols=True
-        ) as bar:
-            if pending:
-                backend = self._backend()
-                self.backend_used = True
-                for start in range(0, len(pending), backend.batch_size):
-                    chunk = pending[start : start + backend.batch_size]
-                    began = time.perf_counter()
-                    out = backend.generate(chunk, sampling, desc=step, progress=False)
-                    self.generation_seconds += time.perf_counter() - began
-                    self.partial.append([journal.entry(c, digests[c.key]) for c in out])
-                    for c in out:
-                        done[c.key] = c
-                        self.generated += 1
-                        self.generated_tokens += c.completion_tokens
-                    bar.update(len(chunk))
-                    bar.set_postfix(tok_s=f"{self.generated_tokens / max(self.generation_seconds, 1e-9):.1f}")
-        result = [done[r.key] for r in requests]
-        self.requests += len(result)
-        self.prompt_tokens += sum(c.prompt_tokens for c in result)
-        self.completion_tokens += sum(c.completion_tokens for c in result)
-        return result
 
 
 class Engine:
@@ -161,7 +104,9 @@ class Engine:
         outcome = self.produce(dataclasses.replace(plan.job, documents=docs, complete=run.complete))
         manifest = self._manifest(run, index, outcome, docs, started)
         io.write_jsonl(paths["records"], outcome.records)
+        faults.point("generation.shard_records")
         io.write_json(paths["manifest"], manifest)
+        faults.point("generation.shard_manifest")
         plan.log.info(
             "%s: %d accepted, %d rejected (%d completions resumed)",
             label,
@@ -196,6 +141,7 @@ class Engine:
                 "steps_rejected": len(outcome.step_rejected),
                 "requests": run.requests,
                 "resumed": run.resumed,
+                "journal_entries_skipped": run.skipped,
                 **outcome.counts,
             },
             "rejected": outcome.rejected,
@@ -251,6 +197,7 @@ class Engine:
             generation.update({k: v for k, v in m["generation"].items() if k != "completion_tokens_per_s"})
         first = manifests[0]
         io.write_jsonl(plan.records, records)
+        faults.point("generation.merged_records")
         io.write_json(
             plan.manifest,
             {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -92,11 +93,19 @@ class Backend(Protocol):
 
     name: str
     stats: Stats
-    batch_size: int  # requests per call; a shard saves its completions after each call
+    batch_size: int  # requests per call
 
     def generate(
-        self, requests: list[Request], sampling: Sampling, desc: str = "generate", progress: bool = True
-    ) -> list[Completion]: ...
+        self,
+        requests: list[Request],
+        sampling: Sampling,
+        desc: str = "generate",
+        progress: bool = True,
+        on_done: Callable[[Completion], None] | None = None,
+    ) -> list[Completion]:
+        """Completions in request order. `on_done` gets each completion as soon as the backend has it (a shard
+        journals it there), so a crash in the middle of a call loses nothing already finished."""
+        ...
 
     def describe(self) -> dict[str, Any]: ...
 

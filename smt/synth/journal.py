@@ -2,7 +2,8 @@
 killed or crashed shard, run again, generates only what is missing and never a duplicate. Each shard appends to
 its own file in the stream's journal folder and reads every file there, so the journal also survives a finished
 run: when a stream's token target rises (a larger budget, a new recipe), the rerun finds every earlier completion
-and generates only the new items, whatever the shard count.
+and generates only the new items, whatever the shard count. A damaged entry is skipped (and generated again),
+never a reason to delete a file by hand.
 
 The file starts with a header naming the identity of the run that wrote it: the code, the model and every
 backend setting that shapes a completion. A journal written under another identity is discarded, and the log
@@ -21,6 +22,16 @@ from smt import io
 from smt.synth.generation import BackendSettings, Completion
 
 PARTIAL_FORMAT = 1
+ENTRY_FIELDS = {"key", "digest", "text", "finish_reason", "prompt_tokens", "completion_tokens"}
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    """One JSON object, or None for anything else (a torn write, damaged bytes)."""
+    try:
+        value = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class Partial:
@@ -30,40 +41,43 @@ class Partial:
         self.path = path
         self.identity = identity
         self.log = log
+        self.skipped = 0  # damaged entries the last load left out
 
     def load(self) -> dict[str, dict[str, Any]]:
-        """Completions by key. A last line cut short by a kill is dropped; one made by other code, another model
-        or other backend settings (the header differs) means the whole file is stale, and the log says why."""
+        """Completions by key. A line that is not a whole entry (cut short by a kill, or damaged on disk; any
+        line, not only the last) is skipped, counted in `skipped` and logged, and the file is rewritten without
+        it, so the rerun generates that completion again. A file made by other code, another model or other
+        backend settings (the header differs or is unreadable) is stale as a whole, and the log says why."""
+        self.skipped = 0
         if not self.path.exists():
             return {}
-        lines = self.path.read_text().split("\n")
-        intact = self.path.read_text().endswith("\n")
-        try:
-            header = json.loads(lines[0])
-        except json.JSONDecodeError:
-            header = {}
-        previous = header.get("identity")
+        raw = self.path.read_bytes()
+        lines = raw.split(b"\n")
+        header = _parse(lines[0])
+        previous = header.get("identity") if header else None
         if previous != self.identity:
             changed = sorted(
                 k for k in self.identity if not isinstance(previous, dict) or previous.get(k) != self.identity[k]
             )
-            self.log(
-                f"{self.path}: discarding the completions of an earlier run (changed: {', '.join(changed) or 'format'})"
-            )
+            why = "unreadable header" if header is None else f"changed: {', '.join(changed) or 'format'}"
+            self.log(f"{self.path}: discarding the completions of an earlier run ({why})")
             self.path.unlink()
             return {}
         entries: dict[str, dict[str, Any]] = {}
-        body = [line for line in lines[1:] if line.strip()]
-        for n, line in enumerate(body):
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as exc:
-                if n == len(body) - 1:  # the line a kill interrupted
-                    intact = False
-                    break
-                raise ValueError(f"{self.path}: line {n + 2}: not valid JSON ({exc.msg})") from exc
+        bad = []
+        for n, line in enumerate(lines[1:], 2):
+            if not line.strip():
+                continue
+            entry = _parse(line)
+            if entry is None or not ENTRY_FIELDS <= set(entry):
+                bad.append(n)
+                continue
             entries[entry["key"]] = entry
-        if not intact:  # rewrite without the interrupted line, so appends start on a fresh line
+        self.skipped = len(bad)
+        if bad or not raw.endswith(b"\n"):  # rewritten whole, so appends start on a fresh line
+            if bad:
+                shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+                self.log(f"{self.path}: skipped {len(bad)} damaged entries (lines {shown}); they are generated again")
             io.write_text(
                 self.path, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in [header, *entries.values()])
             )
@@ -84,12 +98,18 @@ class Partial:
         self.path.unlink(missing_ok=True)
 
 
-def load_all(folder: Path, identity: dict[str, Any], log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
-    """Every usable completion in a journal folder, by key (files of another identity are discarded)."""
+def load_all(
+    folder: Path, identity: dict[str, Any], log: Callable[[str], None] = print
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """Every usable completion in a journal folder, by key (files of another identity are discarded), and the
+    number of damaged entries skipped."""
     found: dict[str, dict[str, Any]] = {}
+    skipped = 0
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        found.update(Partial(path, identity, log).load())
-    return found
+        partial = Partial(path, identity, log)
+        found.update(partial.load())
+        skipped += partial.skipped
+    return found, skipped
 
 
 def completion(entry: dict[str, Any]) -> Completion:

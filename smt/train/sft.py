@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from smt import artifacts, io
+from smt import artifacts, faults, io
 from smt.train import checkpoints, export
 from smt.train.compute import generation_compute
 from smt.train.spec import TrainSpec
@@ -143,6 +143,9 @@ class Clock:
             def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
                 clock.started, clock.tokens_at_start = time.perf_counter(), state.num_input_tokens_seen
 
+            def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                faults.point("train.checkpoint")  # after the checkpoint is complete (trainer_state.json written)
+
             def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
                 clock.seconds = time.perf_counter() - clock.started
                 clock.tokens = state.num_input_tokens_seen - clock.tokens_at_start
@@ -201,6 +204,7 @@ def train(spec: TrainSpec, log: logging.Logger) -> None:
     if resume:
         log.info("train: resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
+    faults.point("train.trained")
     model = export.final_model(spec, trainer)
     if model is None:  # not rank 0
         return
@@ -250,6 +254,7 @@ def train(spec: TrainSpec, log: logging.Logger) -> None:
                 "provenance": spec.provenance,
             },
         )
+    faults.point("train.exported")
     io.write_text(spec.loss_out, export.loss_csv(state.log_history))
     io.write_json(spec.metrics_out, {**metrics, "provenance": spec.provenance})
     log.info("train: %s", json.dumps(metrics))

@@ -72,7 +72,7 @@ def test_truncated_json_names_the_line(tmp_path: Path) -> None:
     source = Path(shutil.copytree(DEMO["source"], tmp_path / "demo"))
     path = source / "documents.jsonl"
     path.write_text(path.read_text()[:-200])
-    with pytest.raises(ValueError, match=rf"{path}: line 5: not valid JSON"):
+    with pytest.raises(ValueError, match=rf"{path}: record line 5: not valid JSON"):
         B.load("demo", {"source": str(source)})
 
 

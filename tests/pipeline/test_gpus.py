@@ -76,7 +76,8 @@ def test_asking_for_more_gpus_than_visible_fails_before_the_stage_runs(tmp_path:
     )
     assert proc.returncode != 0
     assert "smt report asks for 2 GPU(s)" in proc.stderr and "1 is visible (SMT_GPUS: 0)" in proc.stderr
-    assert not (tmp_path / "results").exists(), "nothing may run or be written when the GPUs are not there"
+    written = [p.relative_to(tmp_path).as_posix() for p in (tmp_path / "results").rglob("*") if p.is_file()]
+    assert written == ["results/.locks/report/all.lock"], "nothing but the run's lock when the GPUs are not there"
 
 
 def test_a_cpu_job_sees_no_gpu_and_an_unmanaged_run_is_left_alone(tmp_path: Path) -> None:

@@ -231,7 +231,8 @@ def test_changed_content_behind_a_folder_valued_key_reruns_its_readers(recorded:
     write_params(ws, changed)
     try:
         sh("snakemake --cores 2 --touch", ws)  # the folder named and recorded as built
-        sh("python -m smt record", ws)
+        # `smt record` refuses touched outputs whose provenance names other params values; DVC's own commit does not
+        sh("dvc commit --force", ws)
         assert snakemake_pending(ws) == set() and dvc_status(ws) == set()
         weights = ws / folder / "questions.jsonl"
         weights.write_text(weights.read_text() + "\n")

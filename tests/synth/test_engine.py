@@ -241,14 +241,14 @@ def test_http_backend_against_a_local_server_gives_the_same_records(
 
 def seed_entity_step(ws: Path) -> tuple[str, list[str]]:
     """A 135M model seldom writes EntiGraph's entity JSON in full: put one document's entity step in the shard's
-    partial file, as a run killed after that step leaves it, so its pairs and triples are generated for real."""
+    journal, as a run killed after that step leaves it, so its pairs and triples are generated for real."""
     doc = pl.read_parquet(ws / "results/data/demo/documents.parquet").sort("doc_id").row(0, named=True)
     entities = [doc["title"], doc["author"], str(doc["year"])]
     request = entity_request(doc, seed=1234)
     sampling = Sampling(0.7, 0.95, TINY["synth_docs"]["generators"]["entigraph"]["entities_max_new_tokens"])
     settings = BackendSettings("transformers", "results/models/base/smollm2", "float32")
     partial = Partial(
-        ws / "results/synth/demo/shards/docs/entigraph/0.partial.jsonl",
+        ws / "results/.journal/synth_docs@demo-entigraph/0-of-1.jsonl",
         partial_identity(
             settings,
             model_identity("results/models/base/smollm2")["revision"],
@@ -335,13 +335,17 @@ def test_malformed_documents_are_rejected_with_a_reason(completion: Completion, 
     assert check_document(completion) == reason
 
 
+def entry(key: str) -> dict:
+    return {"key": key, "digest": "d", "text": "x", "finish_reason": "stop", "prompt_tokens": 1, "completion_tokens": 1}
+
+
 def test_partial_file_survives_a_torn_last_line(tmp_path: Path) -> None:
     partial = Partial(tmp_path / "0.partial.jsonl", {"model": "m"})
-    partial.append([{"key": "a", "digest": "d", "text": "x"}, {"key": "b", "digest": "d", "text": "y"}])
+    partial.append([entry("a"), entry("b")])
     with partial.path.open("a") as fh:
         fh.write('{"key": "c", "dig')  # a kill in the middle of a write
     assert sorted(partial.load()) == ["a", "b"]
-    partial.append([{"key": "c", "digest": "d", "text": "z"}])
+    partial.append([entry("c")])
     assert sorted(partial.load()) == ["a", "b", "c"]
     assert sorted(Partial(partial.path, {"model": "other"}).load()) == [], "another model's completions are stale"
 
@@ -349,7 +353,7 @@ def test_partial_file_survives_a_torn_last_line(tmp_path: Path) -> None:
 def test_partial_file_from_other_code_is_discarded_and_the_log_says_why(tmp_path: Path) -> None:
     """A killed run, then a fix in a generator or backend: the rerun must not mix old and new completions."""
     partial = Partial(tmp_path / "0.partial.jsonl", {"model": "m", "code": {"smt/generation.py": "aaaa"}})
-    partial.append([{"key": "a", "digest": "d", "text": "x"}])
+    partial.append([entry("a")])
     said: list[str] = []
     fixed = Partial(partial.path, {"model": "m", "code": {"smt/generation.py": "bbbb"}}, said.append)
     assert fixed.load() == {} and not partial.path.exists()

@@ -1,5 +1,6 @@
 """Training on the embedded default model, on CPU: the loss falls, full and LoRA runs save models that
-transformers loads, a killed run resumes from its checkpoint, and two processes (gloo) train like one.
+transformers loads, a run killed after its first checkpoint or after writing its model resumes from its last
+checkpoint to the uninterrupted run's curve, and two processes (gloo) train like one.
 
 The mixes are built by the real mix stage from small synthetic streams written from the demo documents."""
 
@@ -20,7 +21,7 @@ import pytest
 import yaml
 from helpers import ROOT, env, make_workspace, sh
 
-from smt import cli
+from smt import cli, faults
 from smt.pipeline import graph as G
 from smt.pipeline import params as P
 from smt.pipeline import stages as S
@@ -189,31 +190,40 @@ def test_lora_answer_loss_saves_a_merged_loadable_model(lora_run: dict, base_mod
     assert_hf_folder(lora_run["model"], base_model)
 
 
-def test_a_killed_run_resumes_from_its_last_checkpoint(ws: Path, lora_run: dict) -> None:
+# Where a run is killed (None: from outside, as soon as its first checkpoint is complete; else a kill point,
+# smt/faults.py), the last checkpoint it leaves, and whether its model folder was written already.
+KILLS = [(None, 1, False), ("train.exported", 3, True)]  # "train.checkpoint:<n>" kills after the n-th checkpoint
+
+
+@pytest.mark.parametrize(("kill", "steps_done", "exported"), KILLS)
+def test_a_killed_run_resumes_from_its_last_checkpoint(
+    ws: Path, lora_run: dict, kill: str | None, steps_done: int, exported: bool
+) -> None:
     command = [sys.executable, "-m", "smt", "--params", "params-lora.yaml", "train"]
     command += ["--benchmark", "demo", "--recipe", "smt", "--budget", str(LORA)]
     outputs = [ws / f"results/models/smt/demo/smt/{LORA}", ws / f"results/train/demo/smt/{LORA}/train_metrics.json"]
     for path in outputs:  # what the reference run left
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     folder = ws / CHECKPOINTS / f"demo-smt-{LORA}"
     log = ws / "killed.log"
+    killer = {faults.VAR: kill} if kill else {}
     with log.open("w") as stderr:
-        proc = subprocess.Popen(command, cwd=ws, env=env(), stdout=subprocess.DEVNULL, stderr=stderr)
+        proc = subprocess.Popen(command, cwd=ws, env={**env(), **killer}, stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         deadline = time.monotonic() + 600
-        while not (folder / "checkpoint-1" / "trainer_state.json").exists():
+        while kill is None and not (folder / "checkpoint-1" / "trainer_state.json").exists():
             assert proc.poll() is None, f"training ended before its first checkpoint:\n{log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, "no checkpoint after 10 minutes"
             time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
+        if kill is None:
+            os.kill(proc.pid, signal.SIGKILL)
     finally:
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
-    assert not any(p.exists() for p in outputs)
-    steps_done = max(
-        int(c.name.split("-")[1]) for c in folder.glob("checkpoint-*") if (c / "trainer_state.json").exists()
-    )
-    assert steps_done < 3, "the run finished before it was killed"
+        proc.wait(timeout=600)
+    assert proc.returncode == -signal.SIGKILL, log.read_text()[-3000:]
+    assert [p.exists() for p in outputs] == [exported, False]
+    last = max(int(c.name.split("-")[1]) for c in folder.glob("checkpoint-*") if (c / "trainer_state.json").exists())
+    assert last == steps_done
 
     stage(ws, "train", "--benchmark", "demo", "--recipe", "smt", "--budget", str(LORA), params="params-lora.yaml")
     metrics = json.loads(outputs[1].read_text())
@@ -225,7 +235,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(ws: Path, lora_run: dict)
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-3, abs=1e-3)
         assert got["tokens_seen"] == want["tokens_seen"]
     assert metrics["tokens_seen"] == lora_run["metrics"]["tokens_seen"]
-    assert not folder.exists()
+    assert not folder.exists() and not list(outputs[0].parent.glob(".*.tmp"))
 
 
 def test_two_processes_keep_the_effective_batch_and_the_loss(

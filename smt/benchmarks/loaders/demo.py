@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from smt import io
 from smt.benchmarks import tables as T
 
 
 def load(source: Path, options: dict[str, Any], workers: int = 1) -> T.Loaded:
     docs_path, questions_path = source / "documents.jsonl", source / "questions.jsonl"
     documents = []
-    for i, raw in enumerate(io.read_jsonl(docs_path), 1):
+    for i, (_, raw) in enumerate(T.require_rows(T.json_lines(docs_path), docs_path, "documents"), 1):
         documents.append(
             T.document(
                 doc_id=T.require(raw, "doc_id", str, docs_path, i),
@@ -26,7 +25,7 @@ def load(source: Path, options: dict[str, Any], workers: int = 1) -> T.Loaded:
     T.check_unique(documents, "doc_id", docs_path)
     doc_ids = {d["doc_id"] for d in documents}
     questions = []
-    for i, raw in enumerate(io.read_jsonl(questions_path), 1):
+    for i, (_, raw) in enumerate(T.require_rows(T.json_lines(questions_path), questions_path, "questions"), 1):
         opts = T.require(raw, "options", list, questions_path, i)
         if len(opts) < 2 or not all(isinstance(o, str) and o.strip() for o in opts):
             raise T.BenchmarkInputError(questions_path, i, "options", "must hold at least two non-empty strings")

@@ -8,7 +8,6 @@ its row with status `missing_document`: it is reported by id and never silently 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +27,10 @@ DOC_TYPES = {
 }
 
 
-def _json_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
+def _json_lines(path: Path, what: str) -> list[tuple[str, dict[str, Any]]]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found (FinanceBench source folder {path.parent})")
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    rows.append((f"line {lineno}", json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise T.BenchmarkInputError(path, f"line {lineno}", None, f"not valid JSON ({exc.msg})") from exc
-    return rows
+    return [(f"line {lineno}", row) for lineno, row in T.require_rows(T.json_lines(path), path, what)]
 
 
 def read_metadata(path: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -47,7 +38,7 @@ def read_metadata(path: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
     twice, with two periods; the first row is kept)."""
     metadata: dict[str, dict[str, Any]] = {}
     duplicates = []
-    for label, row in _json_lines(path):
+    for label, row in _json_lines(path, "documents"):
         name = T.require(row, "doc_name", str, path, label)
         T.require(row, "company", str, path, label)
         T.require(row, "doc_type", str, path, label)
@@ -74,7 +65,7 @@ def _evidence(q: dict[str, Any], path: Path, label: str) -> list[dict[str, Any]]
 
 def read_questions(path: Path, metadata: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     questions = []
-    for label, row in _json_lines(path):
+    for label, row in _json_lines(path, "questions"):
         doc = T.require(row, "doc_name", str, path, label)
         if doc not in metadata:
             raise T.BenchmarkInputError(path, label, "doc_name", f"{doc!r} has no row in {DOCUMENTS_FILE}")

@@ -22,7 +22,7 @@ def _read(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found (LongHealth source folder {path.parent})")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(T.read_text(path))
     except json.JSONDecodeError as exc:
         raise T.BenchmarkInputError(path, "<file>", None, f"not valid JSON ({exc.msg} at line {exc.lineno})") from exc
     if not isinstance(data, dict) or not data:

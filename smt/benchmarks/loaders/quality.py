@@ -13,7 +13,6 @@ sentences, the longest dialogue, ...) that are not QuALITY questions; they are e
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -38,18 +37,10 @@ def load(source: Path, options: dict[str, Any], workers: int = 1) -> T.Loaded:
     return entigraph_split(loaded, options["split"])
 
 
-def _json_lines(path: Path) -> list[tuple[int, Any]]:
+def _json_lines(path: Path, what: str) -> list[tuple[int, Any]]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found (QuALITY source folder {path.parent})")
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    rows.append((lineno, json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise T.BenchmarkInputError(path, f"line {lineno}", None, f"not valid JSON ({exc.msg})") from exc
-    return rows
+    return T.require_rows(T.json_lines(path), path, what)
 
 
 # ------------------------------------------------------------------------------------------------ official
@@ -62,7 +53,7 @@ def load_official(source: Path) -> T.Loaded:
     lines = 0
     for split, name in OFFICIAL_FILES.items():
         path = source / name
-        for lineno, record in _json_lines(path):
+        for lineno, record in _json_lines(path, "question sets"):
             lines += 1
             label = f"line {lineno}"
             title = T.require(record, "title", str, path, label)
@@ -133,7 +124,7 @@ def parse_instruction(instruction: str, path: Path, label: str) -> tuple[str, li
 def load_leval(source: Path, include_added: bool) -> T.Loaded:
     path = source / LEVAL_FILE
     loaded = T.Loaded([], [])
-    for lineno, record in _json_lines(path):
+    for lineno, record in _json_lines(path, "articles"):
         label = f"line {lineno}"
         text = T.require(record, "input", str, path, label)
         instructions = T.require(record, "instructions", list, path, label)

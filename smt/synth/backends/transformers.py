@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -10,6 +11,8 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from smt.synth.generation import Completion, Request, Sampling, Stats, json_prefill
+
+RowDone = Callable[[int, list[int], str, int], None]  # row, token ids, finish reason, prompt tokens
 
 
 def _filter_top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -86,8 +89,10 @@ class TransformersBackend:
         return past, out.logits[rows, -1, :], enc.attention_mask[rows], positions[rows, -1:], lengths
 
     @torch.inference_mode()
-    def _sample(self, prompts: list[str], seeds: list[int], sampling: Sampling) -> list[tuple[list[int], str, int]]:
-        """Decode every row; a row that stops leaves the batch (and the KV cache) so the rest run faster."""
+    def _sample(self, prompts: list[str], seeds: list[int], sampling: Sampling, on_row: RowDone) -> None:
+        """Decode every row; a row that stops leaves the batch (and the KV cache) so the rest run faster, and goes
+        to `on_row` (row, token ids, finish reason, prompt tokens) at once; the rows still going at
+        max_new_tokens go there at the end."""
         past, logits, attention, positions, prompt_lengths = self._prefill(prompts)
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         tokens: list[list[int]] = [[] for _ in prompts]
@@ -114,6 +119,7 @@ class TransformersBackend:
                     token = int(torch.multinomial(probs, 1, generator=generators[i]))
                 if token in self.stop_ids:
                     finished[i] = True
+                    on_row(i, tokens[i], "stop", prompt_lengths[i])
                     continue
                 tokens[i].append(token)
                 chosen.append(token)
@@ -128,12 +134,20 @@ class TransformersBackend:
             current = torch.tensor(chosen, device=self.device).unsqueeze(1)
             attention = torch.cat([attention, torch.ones_like(current)], dim=1)
             positions = positions + 1
-        return [(t, "stop" if f else "length", n) for t, f, n in zip(tokens, finished, prompt_lengths, strict=True)]
+        for i, done in enumerate(finished):
+            if not done:
+                on_row(i, tokens[i], "length", prompt_lengths[i])
 
     def generate(
-        self, requests: list[Request], sampling: Sampling, desc: str = "generate", progress: bool = True
+        self,
+        requests: list[Request],
+        sampling: Sampling,
+        desc: str = "generate",
+        progress: bool = True,
+        on_done: Callable[[Completion], None] | None = None,
     ) -> list[Completion]:
-        """Complete every request; batches are sorted by prompt length to waste little padding."""
+        """Complete every request; batches are sorted by prompt length to waste little padding. Each completion
+        goes to `on_done` as soon as its row stops."""
         prompts = {r.key: self.prompt_text(r) for r in requests}
         order = sorted(requests, key=lambda r: (len(prompts[r.key]), prompts[r.key]))
         results: dict[str, Completion] = {}
@@ -141,12 +155,17 @@ class TransformersBackend:
         started = time.perf_counter()
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            sampled = self._sample([prompts[r.key] for r in batch], [r.seed for r in batch], sampling)
-            for request, (ids, reason, n_prompt) in zip(batch, sampled, strict=False):
+
+            def finish(row: int, ids: list[int], reason: str, n_prompt: int, batch: list[Request] = batch) -> None:
+                request = batch[row]
                 text = self.prefill(request) + self.tokenizer.decode(ids, skip_special_tokens=True)
                 results[request.key] = Completion(request.key, text, reason, n_prompt, len(ids))
                 self.stats.prompt_tokens += n_prompt
                 self.stats.completion_tokens += len(ids)
+                if on_done is not None:
+                    on_done(results[request.key])
+
+            self._sample([prompts[r.key] for r in batch], [r.seed for r in batch], sampling, finish)
             bar.update(len(batch))
             bar.set_postfix(tok_s=f"{self.stats.completion_tokens / (time.perf_counter() - started):.0f}")
         bar.close()

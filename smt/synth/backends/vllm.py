@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from smt.synth.generation import Completion, Request, Sampling, Stats
@@ -95,9 +96,16 @@ class VLLMBackend:
         )
 
     def generate(
-        self, requests: list[Request], sampling: Sampling, desc: str = "generate", progress: bool = True
+        self,
+        requests: list[Request],
+        sampling: Sampling,
+        desc: str = "generate",
+        progress: bool = True,
+        on_done: Callable[[Completion], None] | None = None,
     ) -> list[Completion]:
-        """One engine call for all requests: vLLM schedules them itself (continuous batching)."""
+        """One engine call for all requests: vLLM schedules them itself (continuous batching). The offline engine
+        returns completions only when the call ends, so they reach `on_done` then (a shard bounds what a crash
+        can lose with the call's size, `generation.batch_size`)."""
         started = time.perf_counter()
         prompts = [{"prompt_token_ids": self.prompt_ids(r)} for r in requests]
         params = [self.sampling_params(r, sampling) for r in requests]
@@ -112,6 +120,8 @@ class VLLMBackend:
             )
             self.stats.prompt_tokens += n_prompt
             self.stats.completion_tokens += len(best.token_ids)
+            if on_done is not None:
+                on_done(completions[-1])
         self.stats.requests += len(requests)
         self.stats.seconds += time.perf_counter() - started
         return completions
