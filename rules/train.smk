@@ -76,6 +76,7 @@ rule train:
             "smt/train/checkpoints.py",
             "smt/train/compute.py",
             "smt/train/export.py",
+            "smt/train/flops.py",
             "smt/train/launch.py",
             "smt/train/sft.py",
             "smt/train/spec.py",
