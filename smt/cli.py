@@ -16,7 +16,14 @@ from smt.pipeline import stages as S
 def _tool_commands(sub: Any) -> None:
     sub.add_parser("render-dvc", help="write dvc.yaml from the stage table and params.yaml")
     sub.add_parser("render-rules", help="write rules/*.smk from the stage table")
-    sub.add_parser("check", help="validate params.yaml and print the stage instances")
+    chk = sub.add_parser("check", help="validate params.yaml against the schema and the profiles' GPU counts")
+    chk.add_argument(
+        "--profile",
+        action="append",
+        metavar="DIR",
+        help="the profile the run will use (repeatable): a conflict with it fails the check (default: report on "
+        "every profile in profiles/)",
+    )
     sub.add_parser("refresh-externals", help="re-hash the model folders and packages params.yaml names")
     rec = sub.add_parser("record", help="after a Snakemake run: record the outputs in DVC (dvc commit)")
     rec.add_argument("--save", metavar="NAME", nargs="?", const="", help="also `dvc exp save` the workspace")

@@ -37,6 +37,21 @@ def spec(ctx: StageContext) -> TrainSpec:
     )
 
 
+def cpu_fallback(claim: gpus.Claim | None) -> str | None:
+    """Why this training job runs on the CPU of a machine that has GPUs, if it does (profiles/default gives the
+    train rule none)."""
+    hidden = gpus.hidden_from(claim)
+    if not hidden:
+        return None
+    return (
+        f"train: this job holds no GPU although {hidden} are on this machine (the profile gives rule train gpu=0), "
+        "so it trains on the CPU; run with --workflow-profile profiles/gpu (SMT_TRAIN_GPUS) to use them"
+    )
+
+
 def run(ctx: StageContext) -> None:
+    warning = cpu_fallback(gpus.held())
+    if warning:
+        ctx.log.warning(warning)
     env = {k: v for k, v in os.environ.items() if k != gpus.REQUEST_VAR}  # the job's devices are claimed already
     launch.run(spec(ctx), env, ctx.log)
