@@ -8,15 +8,12 @@ described).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from smt import artifacts
 from smt.pipeline import gpus
 from smt.pipeline.context import StageContext
-from smt.train import launch
+from smt.train import checkpoints, launch
 from smt.train.spec import HYPERPARAMETERS, TrainSpec
-
-CHECKPOINTS = Path("results/.checkpoints")
 
 
 def spec(ctx: StageContext) -> TrainSpec:
@@ -27,7 +24,7 @@ def spec(ctx: StageContext) -> TrainSpec:
         model_out=ctx.outputs["model"],
         loss_out=ctx.outputs["loss"],
         metrics_out=ctx.outputs["metrics"],
-        checkpoints=str(CHECKPOINTS / ctx.stage.name / "-".join(ctx.axes[a] for a in ctx.stage.axes)),
+        checkpoints=str(checkpoints.root(os.environ) / ctx.stage.name / "-".join(ctx.axes[a] for a in ctx.stage.axes)),
         name=f"{ctx.benchmark}-{ctx.budget}",
         seed=ctx.p("seed"),
         hyper={key: ctx.p(f"train.{key}") for key in HYPERPARAMETERS},
