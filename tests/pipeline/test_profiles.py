@@ -134,3 +134,12 @@ def test_slurm_gpu_jobs_are_pinned_to_one_node() -> None:
                   "workdir": None}  # fmt: skip
         command = get_submit_command(job, params)
         assert "--nodes=1" in command and "--ntasks-per-gpu=1" in command, command
+
+
+def test_the_gpu_environment_pins_everything_the_cpu_environment_pins() -> None:
+    """The GPU set is the CPU set with vLLM (which brings its CUDA torch): a package missing from it (pypdfium2
+    was) breaks a stage only on the GPU machines."""
+    assert pinned("requirements-cpu.txt") - pinned("requirements-gpu.txt") == {"torch"}
+    versions = {line.split("==")[0]: line for line in (ROOT / "envs/requirements-cpu.txt").read_text().splitlines()}
+    gpu = (ROOT / "envs/requirements-gpu.txt").read_text().splitlines()
+    assert all(versions[name] in gpu for name in pinned("requirements-gpu.txt") & set(versions))
