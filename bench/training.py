@@ -118,6 +118,8 @@ def measure(
             model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[clock]
         )  # fmt: skip
         clock.trainer = trainer
+        if packing:  # the last packed block is shorter; without it every sequence is max_length, as the FLOPs assume
+            trainer.train_dataset = trainer.train_dataset.filter(lambda row: len(row["input_ids"]) == max_length)
         trainer.train()
         checkpointing = bool(trainer.args.gradient_checkpointing)
     shape = flops.shape(model.config.to_dict())
@@ -153,7 +155,7 @@ def header() -> dict[str, Any]:
         "peak_bf16_flops": peak_flops(name),
         "peak_note": None if peak_flops(name) or not name else f"no dense bf16 peak on record for {name!r}",
         "flops_formula": flops.FORMULA,
-        "mfu": "flops_per_token x tokens_per_s / peak_bf16_flops (packed rows: every sequence max_length long)",
+        "mfu_definition": "flops_per_token x tokens_per_s / peak_bf16_flops (packed rows: every sequence max_length)",
         "versions": {"torch": torch.__version__},
     }
 
