@@ -63,7 +63,7 @@ rule synth_qa_shard:
 rule synth_qa:
     """Generate open-ended synthetic QAs (question, answer with explanation) per document.
 
-    Tests: tests/synth/test_engine.py."""
+    Tests: tests/synth/test_engine.py, tests/synth/test_pool.py, tests/synth/test_layout.py."""
     input:
         model="results/models/base",
         documents="results/data/{benchmark}/documents.parquet",
@@ -179,7 +179,7 @@ rule synth_docs_shard:
 rule synth_docs:
     """Generate synthetic documents with one generator (Active Reading, Focal Rewriting, WRAP, EntiGraph).
 
-    Tests: tests/synth/test_engine.py."""
+    Tests: tests/synth/test_engine.py, tests/synth/test_pool.py, tests/synth/test_layout.py."""
     input:
         model="results/models/base",
         documents="results/data/{benchmark}/documents.parquet",

@@ -51,7 +51,7 @@ rule mix:
 rule train:
     """Continued training of the student on the mix with TRL SFTTrainer.
 
-    Tests: tests/train/test_sft.py."""
+    Tests: tests/train/test_sft.py, tests/train/test_flops.py."""
     input:
         model="results/models/base",
         train="results/mix/{benchmark}/{budget}/train.jsonl",

@@ -141,7 +141,7 @@ STAGES: tuple[Stage, ...] = (
         threads=2,
         heavy=True,
         env="generate",
-        tests=("tests/synth/test_engine.py",),
+        tests=("tests/synth/test_engine.py", "tests/synth/test_pool.py", "tests/synth/test_layout.py"),
     ),
     Stage(
         name="synth_docs",
@@ -170,7 +170,7 @@ STAGES: tuple[Stage, ...] = (
         threads=2,
         heavy=True,
         env="generate",
-        tests=("tests/synth/test_engine.py",),
+        tests=("tests/synth/test_engine.py", "tests/synth/test_pool.py", "tests/synth/test_layout.py"),
     ),
     Stage(
         name="synth_contamination",
@@ -235,7 +235,7 @@ STAGES: tuple[Stage, ...] = (
         threads=2,
         heavy=True,
         env="train",
-        tests=("tests/train/test_sft.py",),
+        tests=("tests/train/test_sft.py", "tests/train/test_flops.py"),
     ),
     Stage(
         name="rag_index",
