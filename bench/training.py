@@ -1,10 +1,20 @@
 """Training throughput with TRL's SFTTrainer: tokens/s, with and without packing, and model FLOPs utilization.
 
 Models: the embedded student (SmolLM2-135M, results/models/base) and, on GPU (or with --with-1b), a 1B-class
-Llama-architecture model with random weights (no download). MFU = 6 N (tokens/s) / the card's peak dense bf16
-FLOP/s; on CPU it is not reported. The baseline of each ratio is the same model without packing, same run.
+Llama with random weights from bench/configs/llama-1b.json (no download; the embedded tokenizer). Settings as the
+train stage runs them: gradient checkpointing off (TRL turns it on by default), bf16 on a GPU that has it.
 
-    python bench/training.py [--steps 8] [--max-length 512] [--with-1b]
+Timing: the first --warmup optimizer steps (allocator, kernels' autotuning, dataloader start) are left out; the
+clock starts after them and stops after the last step, with one device synchronization at each end and none in
+between (no logging inside the timed steps). TRL's SFTTrainer itself reads its token count and metrics once per
+micro-step; that is part of what the stage runs, so it stays in.
+
+MFU = exact model FLOPs per token (smt/train/flops.py: attention included, an untied input embedding left out,
+the formula recorded in the results) x tokens/s / the GPU's dense bf16 peak, for packed rows (every sequence is
+max_length tokens long); the peak is looked up by the exact product name torch reports (an unknown GPU gets no
+MFU, and the results say so). The baseline of each ratio is the same model without packing, same run.
+
+    python bench/training.py [--warmup 2] [--steps 6] [--max-length 512] [--batch 2] [--with-1b]
 """
 
 from __future__ import annotations
@@ -19,91 +29,135 @@ from typing import Any
 import results_file
 import torch
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
+from smt.train import compute, flops
+
 ROOT = Path(__file__).resolve().parents[1]
-# Peak dense bf16 tensor FLOP/s by card (vendor datasheets, without sparsity).
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12}
+ONE_B = ROOT / "bench/configs/llama-1b.json"
 
 
-def peak_flops() -> float | None:
-    if not torch.cuda.is_available():
-        return None
-    name = torch.cuda.get_device_name(0)
-    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+def gpu_name() -> str | None:
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
-def texts() -> list[str]:
+def texts(tokenizer: Any, tokens_needed: int) -> list[str]:
+    """The demo articles' paragraphs, repeated until they hold more tokens than the run consumes."""
     docs = [json.loads(line)["text"] for line in (ROOT / "smt/benchmarks/demo/documents.jsonl").open()]
     paragraphs = [p for d in docs for p in d.split("\n\n") if p.strip()]
-    return paragraphs * 4
+    per_pass = sum(len(tokenizer(p).input_ids) + 1 for p in paragraphs)
+    return paragraphs * (tokens_needed // per_pass + 2)
 
 
-def one_billion(tokenizer: Any) -> Any:
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
-        num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=4096,
-    )  # fmt: skip
-    return LlamaForCausalLM(config)
+def one_billion(config: Path = ONE_B) -> Any:
+    return LlamaForCausalLM(LlamaConfig(**json.loads(config.read_text())))
 
 
-def measure(name: str, model: Any, tokenizer: Any, packing: bool, steps: int, max_length: int, batch: int) -> dict:
+class SteadyClock(TrainerCallback):
+    """Wall time and tokens of the optimizer steps after the warm-up, synchronized only at both ends."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.trainer: Any = None
+        self.started = self.seconds = 0.0
+        self.tokens_at_start = self.tokens = 0
+
+    def _now(self) -> float:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == self.warmup:
+            self.started, self.tokens_at_start = self._now(), self.trainer._total_train_tokens
+        elif state.global_step == state.max_steps:
+            self.seconds = self._now() - self.started
+            self.tokens = self.trainer._total_train_tokens - self.tokens_at_start
+
+
+def measure(
+    name: str, model: Any, tokenizer: Any, packing: bool, warmup: int, steps: int, max_length: int, batch: int
+) -> dict[str, Any]:
     gpu = torch.cuda.is_available()
+    bf16 = gpu and torch.cuda.is_bf16_supported()
+    total = warmup + steps
+    dataset = Dataset.from_list([{"text": t} for t in texts(tokenizer, 2 * total * batch * max_length)])
+    clock = SteadyClock(warmup)
     with tempfile.TemporaryDirectory() as out:
         args = SFTConfig(
             output_dir=out, max_length=max_length, packing=packing, packing_strategy="wrapped",
-            per_device_train_batch_size=batch, max_steps=steps, learning_rate=1e-5, logging_steps=1,
-            save_strategy="no", report_to=[], bf16=gpu and torch.cuda.is_bf16_supported(), use_cpu=not gpu,
-            disable_tqdm=True, dataset_text_field="text",
+            per_device_train_batch_size=batch, max_steps=total, learning_rate=1e-5, logging_steps=total,
+            save_strategy="no", report_to=[], bf16=bf16, use_cpu=not gpu, disable_tqdm=True,
+            dataset_text_field="text", gradient_checkpointing=False, include_num_input_tokens_seen="no",
         )  # fmt: skip
-        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list([{"text": t} for t in texts()]),
-                             processing_class=tokenizer)  # fmt: skip
-        started = time.perf_counter()
+        trainer = SFTTrainer(
+            model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[clock]
+        )  # fmt: skip
+        clock.trainer = trainer
+        if packing:  # the last packed block is shorter; without it every sequence is max_length, as the FLOPs assume
+            trainer.train_dataset = trainer.train_dataset.filter(lambda row: len(row["input_ids"]) == max_length)
         trainer.train()
-        seconds = time.perf_counter() - started
-        tokens = int(max(h.get("num_tokens", 0) for h in trainer.state.log_history))  # non-padding tokens seen
-    n = sum(p.numel() for p in model.parameters())
-    rate = tokens / seconds
-    peak = peak_flops()
+        checkpointing = bool(trainer.args.gradient_checkpointing)
+    shape = flops.shape(model.config.to_dict())
+    rate = clock.tokens / clock.seconds
+    peak = compute.device_peak(gpu_name())
+    per_token = flops.training_per_token(shape, max_length) if packing else None  # blocks of exactly max_length
     return {
-        "model": name, "parameters": n, "packing": packing, "steps": steps, "max_length": max_length,
-        "batch": batch, "tokens": tokens, "seconds": seconds, "tokens_per_s": rate,
-        "mfu": 6 * n * rate / peak if peak else None,
+        "model": name, "parameters": sum(p.numel() for p in model.parameters()), "packing": packing,
+        "warmup_steps": warmup, "timed_steps": steps, "max_length": max_length, "batch": batch,
+        "precision": "bf16" if bf16 else "fp32", "gradient_checkpointing": checkpointing,
+        "tokens": clock.tokens, "seconds": clock.seconds, "tokens_per_s": rate,
+        "flops_per_token": per_token, "six_n_per_token": 6 * shape.parameters(),
+        "model_flops_per_s": per_token * rate if per_token else None,
+        "mfu": per_token * rate / peak if per_token and peak else None,
     }  # fmt: skip
+
+
+def report(rows: list[dict[str, Any]]) -> None:
+    print(f"{'model':>20} {'packing':>7} {'tokens/s':>10} {'vs no packing':>14} {'MFU':>6}")
+    for r in rows:
+        base = next((b for b in rows if b["model"] == r["model"] and not b["packing"]), r)
+        r["ratio_to_no_packing"] = r["tokens_per_s"] / base["tokens_per_s"]
+        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
+        ratio = r["ratio_to_no_packing"]
+        print(f"{r['model']:>20} {r['packing']!s:>7} {r['tokens_per_s']:>10.1f} {ratio:>13.2f}x {mfu:>6}")
+
+
+def header() -> dict[str, Any]:
+    """What every row's MFU was computed from."""
+    name = gpu_name()
+    return {
+        "gpu": name,
+        "peak_bf16_flops": compute.device_peak(name),
+        "peak_note": None if compute.device_peak(name) or not name else f"no dense bf16 peak on record for {name!r}",
+        "flops_formula": flops.FORMULA,
+        "mfu_definition": "flops_per_token x tokens_per_s / peak_bf16_flops (packed rows: every sequence max_length)",
+        "versions": {"torch": torch.__version__},
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=str(ROOT / "results/models/base"))
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2, help="optimizer steps left out of the timing")
+    parser.add_argument("--steps", type=int, default=6, help="timed optimizer steps")
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--with-1b", action="store_true", help="also the 1B random Llama (default on GPU)")
     parser.add_argument("--out", default=str(ROOT / "bench/results/training.json"))
     args = parser.parse_args()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
+    settings = (args.warmup, args.steps, args.max_length, args.batch)
     rows = []
     for packing in (False, True):
         model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
-        rows.append(measure("SmolLM2-135M", model, tokenizer, packing, args.steps, args.max_length, args.batch))
+        rows.append(measure("SmolLM2-135M", model, tokenizer, packing, *settings))
     if args.with_1b or torch.cuda.is_available():
         for packing in (False, True):
-            rows.append(measure("Llama-1.1B (random)", one_billion(tokenizer), tokenizer, packing, args.steps,
-                                args.max_length, args.batch))  # fmt: skip
-    print(f"{'model':>20} {'packing':>7} {'tokens/s':>10} {'vs no packing':>14} {'MFU':>6}")
-    for r in rows:
-        base = next(b for b in rows if b["model"] == r["model"] and not b["packing"])
-        r["ratio_to_no_packing"] = r["tokens_per_s"] / base["tokens_per_s"]
-        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
-        ratio = r["ratio_to_no_packing"]
-        print(f"{r['model']:>20} {r['packing']!s:>7} {r['tokens_per_s']:>10.1f} {ratio:>13.2f}x {mfu:>6}")
-    result = {
-        "peak_bf16_flops": peak_flops(),
-        "versions": {"torch": torch.__version__},
-        "rows": rows,
-    }
-    results_file.write(args.out, result)
+            rows.append(measure("Llama-1B (random)", one_billion(), tokenizer, packing, *settings))
+    report(rows)
+    results_file.write(args.out, {**header(), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ rule synth_qa_shard:
             "smt/synth/__init__.py",
             "smt/synth/backends/__init__.py",
             "smt/synth/backends/http.py",
+            "smt/synth/backends/layout.py",
+            "smt/synth/backends/pool.py",
             "smt/synth/backends/transformers.py",
             "smt/synth/backends/vllm.py",
             "smt/synth/collect.py",
@@ -64,7 +66,7 @@ rule synth_qa_shard:
 rule synth_qa:
     """Generate open-ended synthetic QAs (question, answer with explanation) per document.
 
-    Tests: tests/synth/test_engine.py, tests/faults/test_kill_points.py, tests/faults/test_flaky_endpoint.py."""
+    Tests: tests/synth/test_engine.py, tests/synth/test_pool.py, tests/synth/test_layout.py, tests/faults/test_kill_points.py, tests/faults/test_flaky_endpoint.py."""
     input:
         model=W.input("synth_qa", "model", PARAMS),  # results/models/base/${roles.generator}
         documents="results/data/{benchmark}/documents.parquet",
@@ -87,6 +89,8 @@ rule synth_qa:
             "smt/synth/__init__.py",
             "smt/synth/backends/__init__.py",
             "smt/synth/backends/http.py",
+            "smt/synth/backends/layout.py",
+            "smt/synth/backends/pool.py",
             "smt/synth/backends/transformers.py",
             "smt/synth/backends/vllm.py",
             "smt/synth/collect.py",
@@ -143,6 +147,8 @@ rule synth_docs_shard:
             "smt/synth/__init__.py",
             "smt/synth/backends/__init__.py",
             "smt/synth/backends/http.py",
+            "smt/synth/backends/layout.py",
+            "smt/synth/backends/pool.py",
             "smt/synth/backends/transformers.py",
             "smt/synth/backends/vllm.py",
             "smt/synth/collect.py",
@@ -182,7 +188,7 @@ rule synth_docs_shard:
 rule synth_docs:
     """Generate synthetic documents with one generator (Active Reading, Focal Rewriting, WRAP, EntiGraph).
 
-    Tests: tests/synth/test_engine.py."""
+    Tests: tests/synth/test_engine.py, tests/synth/test_pool.py, tests/synth/test_layout.py."""
     input:
         model=W.input("synth_docs", "model", PARAMS),  # results/models/base/${roles.generator}
         documents="results/data/{benchmark}/documents.parquet",
@@ -206,6 +212,8 @@ rule synth_docs:
             "smt/synth/__init__.py",
             "smt/synth/backends/__init__.py",
             "smt/synth/backends/http.py",
+            "smt/synth/backends/layout.py",
+            "smt/synth/backends/pool.py",
             "smt/synth/backends/transformers.py",
             "smt/synth/backends/vllm.py",
             "smt/synth/collect.py",

@@ -51,7 +51,7 @@ rule mix:
 rule train:
     """Continued training of the student on the mix with TRL SFTTrainer.
 
-    Tests: tests/train/test_sft.py."""
+    Tests: tests/train/test_sft.py, tests/train/test_flops.py, tests/train/test_compute.py."""
     input:
         model=W.input("train", "model", PARAMS),  # results/models/base/${roles.student}
         train="results/mix/{benchmark}/{recipe}/{budget}/train.jsonl",
@@ -77,6 +77,7 @@ rule train:
             "smt/train/checkpoints.py",
             "smt/train/compute.py",
             "smt/train/export.py",
+            "smt/train/flops.py",
             "smt/train/launch.py",
             "smt/train/sft.py",
             "smt/train/spec.py",

@@ -16,7 +16,14 @@ from smt.pipeline import stages as S
 def _tool_commands(sub: Any) -> None:
     sub.add_parser("render-dvc", help="write dvc.yaml from the stage table and params.yaml")
     sub.add_parser("render-rules", help="write rules/*.smk from the stage table")
-    sub.add_parser("check", help="validate params.yaml and print the stage instances")
+    chk = sub.add_parser("check", help="validate params.yaml against the schema and the profiles' GPU counts")
+    chk.add_argument(
+        "--profile",
+        action="append",
+        metavar="DIR",
+        help="the profile the run will use (repeatable): a conflict with it fails the check (default: report on "
+        "every profile in profiles/)",
+    )
     plan = sub.add_parser("plan", help="what this configuration will generate, train and cost, before it runs")
     plan.add_argument("--gpu", default="H100-SXM", help="GPU kind for GPU-hours (dense bf16 peak)")
     plan.add_argument("--generation-mfu", type=float, default=0.25, help="assumed utilization while generating")

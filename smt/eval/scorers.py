@@ -34,13 +34,14 @@ def base_record(question: dict[str, Any], passages: list[dict[str, Any]]) -> dic
 
 
 def load_model(path: str) -> tuple[Any, Any]:
-    """Causal LM (float32, eval mode, CPU) and its tokenizer from a Hugging Face folder."""
+    """Causal LM (float32, eval mode) and its tokenizer from a Hugging Face folder, on the job's GPU if it holds
+    one (the profiles give every scoring job one), else on the CPU."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=True)
-    return model.to("cpu").eval(), tokenizer
+    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval(), tokenizer
 
 
 def generate(model_path: str, requests: list[Request], batch_size: int, max_new_tokens: int, desc: str) -> dict:

@@ -4,7 +4,9 @@ Snakemake's `gpu` resource only counts: with `--resources gpu=4`, four jobs that
 at once, but nothing tells each one *which* device to use, so all of them would pick device 0. Each Snakemake
 rule therefore runs its stage as `SMT_JOB_GPUS={resources.gpu} python -m smt ...`, and before the stage
 imports torch it claims that many devices here: an exclusive `flock` on one lock file per device, all or
-none, held until the process (and any child it starts) exits, then sets `CUDA_VISIBLE_DEVICES` to them.
+none, held until the process (and any child it starts) exits, then sets `CUDA_VISIBLE_DEVICES` to them, with
+`CUDA_DEVICE_ORDER=PCI_BUS_ID` so that CUDA numbers devices as `nvidia-smi` does (CUDA's default order puts the
+fastest first, and index 1 would then be another card than nvidia-smi's 1).
 A job that asks for no GPU gets `CUDA_VISIBLE_DEVICES=""`, so a CPU stage never lands on a busy device.
 
 The devices to share are `SMT_GPUS` (e.g. `0,1,2,3`), else `CUDA_VISIBLE_DEVICES` (also what SLURM sets
@@ -175,6 +177,17 @@ def assign(who: str = "job") -> Claim:
         raise GpuError(f"{REQUEST_VAR}={raw!r}: expected a whole number of GPUs")
     held = claim(requested, who)
     if requested or held.pool:
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(held.devices)
     _HELD.append(held)
     return held
+
+
+def held() -> Claim | None:
+    """This process's claim, if Snakemake asked for one (None under `dvc repro` or by hand)."""
+    return _HELD[-1] if _HELD else None
+
+
+def hidden_from(claim: Claim | None) -> int:
+    """GPUs the machine shares that a job asking for none cannot see: the profile gives its rule gpu=0."""
+    return len(claim.pool) if claim is not None and claim.requested == 0 else 0

@@ -5,15 +5,16 @@ does not have, a path named in params).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from smt import benchmarks
 from smt.pipeline import graph as G
 from smt.pipeline import params as P
+from smt.pipeline import placement, tools
 from smt.pipeline import stage as ST
 from smt.pipeline import stages as S
-from smt.pipeline import tools
 
 AXIS_PATTERNS = ST.AXIS_PATTERNS
 DOWNLOADABLE = benchmarks.DOWNLOADABLE  # the benchmarks with pinned files (smt/benchmarks/sources.yaml)
@@ -34,6 +35,14 @@ def load_params(config: dict[str, Any], path: str = "params.yaml") -> dict[str, 
         )
     tools.prepare(params)
     return params
+
+
+def check_placement(params: dict[str, Any], workflow: Any) -> None:
+    """Stop before any job runs when params.yaml cannot run on the GPUs the profile gives its rules (e.g. an
+    effective batch that the training processes cannot split); print what would sit idle or fall back to the CPU."""
+    counts = placement.workflow_gpus(workflow)
+    for warning in placement.enforce(params, counts, "the profile (and any --set-resources)"):
+        print(f"smt: warning: {warning}", file=sys.stderr)
 
 
 def input(stage: str, name: str, params: dict[str, Any]) -> Any:

@@ -161,7 +161,13 @@ STAGES: tuple[Stage, ...] = (
         threads=2,
         heavy=True,
         env="generate",
-        tests=("tests/synth/test_engine.py", "tests/faults/test_kill_points.py", "tests/faults/test_flaky_endpoint.py"),
+        tests=(
+            "tests/synth/test_engine.py",
+            "tests/synth/test_pool.py",
+            "tests/synth/test_layout.py",
+            "tests/faults/test_kill_points.py",
+            "tests/faults/test_flaky_endpoint.py",
+        ),
     ),
     Stage(
         name="synth_docs",
@@ -191,7 +197,7 @@ STAGES: tuple[Stage, ...] = (
         threads=2,
         heavy=True,
         env="generate",
-        tests=("tests/synth/test_engine.py",),
+        tests=("tests/synth/test_engine.py", "tests/synth/test_pool.py", "tests/synth/test_layout.py"),
     ),
     Stage(
         name="synth_contamination",
@@ -261,7 +267,7 @@ STAGES: tuple[Stage, ...] = (
         threads=2,
         heavy=True,
         env="train",
-        tests=("tests/train/test_sft.py",),
+        tests=("tests/train/test_sft.py", "tests/train/test_flops.py", "tests/train/test_compute.py"),
     ),
     Stage(
         name="rag_index",

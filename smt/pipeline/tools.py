@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from smt.pipeline import derived, dvc_yaml, locks, smk, stamps
+from smt.pipeline import derived, dvc_yaml, locks, placement, smk, stamps
 from smt.pipeline import graph as G
 from smt.pipeline import params as P
 from smt.pipeline import stage as ST
@@ -59,13 +59,34 @@ def render_rules() -> int:
     return 0
 
 
-def check(params_path: str) -> int:
+PROFILES = Path("profiles")
+
+
+def check(params_path: str, profiles: list[str] | None = None) -> int:
+    """Validate params.yaml, list every stage instance, and check params against the GPUs each profile gives its
+    rules. A conflict with a profile named on the command line fails the check; without one, every profile in
+    profiles/ is reported (the embedded default's params are for the CPU, and the cluster profiles need others)."""
     params = P.load(params_path)
     prepare(params)
     for st in S.STAGES:
         for axes in G.instances(st, params):
             print(f"{ST.instance_id(st, axes):40s} params {P.fingerprint(params, st.keys(axes))}")
-    return 0
+    named = profiles or sorted(str(p.parent) for p in PROFILES.glob("*/config.yaml"))
+    failed = False
+    for profile in named:
+        if not Path(profile).exists():
+            print(f"smt check: no profile {profile}", file=sys.stderr)
+            failed = True
+            continue
+        found = placement.check(params, placement.profile_gpus(profile))
+        for warning in found.warnings:
+            print(f"smt check: {profile}: warning: {warning}", file=sys.stderr)
+        for conflict in found.conflicts:
+            print(f"smt check: {profile}: conflict: {conflict}", file=sys.stderr)
+        if not found.conflicts:
+            print(f"smt check: {profile}: params fit its GPU counts", file=sys.stderr)
+        failed |= bool(found.conflicts and profiles)
+    return 1 if failed else 0
 
 
 _COMMAND = re.compile(r"python -m smt (\w+)((?: --\w+ \S+)*)")
@@ -244,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "render-rules":
         return render_rules()
     if args.command == "check":
-        return check(args.params)
+        return check(args.params, args.profile)
     if args.command == "plan":
         from smt.pipeline import plan
 

@@ -8,15 +8,12 @@ described).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from smt import artifacts
 from smt.pipeline import gpus
 from smt.pipeline.context import StageContext
-from smt.train import launch
+from smt.train import checkpoints, launch
 from smt.train.spec import HYPERPARAMETERS, TrainSpec
-
-CHECKPOINTS = Path("results/.checkpoints")
 
 
 def spec(ctx: StageContext) -> TrainSpec:
@@ -27,7 +24,7 @@ def spec(ctx: StageContext) -> TrainSpec:
         model_out=ctx.outputs["model"],
         loss_out=ctx.outputs["loss"],
         metrics_out=ctx.outputs["metrics"],
-        checkpoints=str(CHECKPOINTS / ctx.stage.name / "-".join(ctx.axes[a] for a in ctx.stage.axes)),
+        checkpoints=str(checkpoints.root(os.environ) / ctx.stage.name / "-".join(ctx.axes[a] for a in ctx.stage.axes)),
         name=f"{ctx.benchmark}-{ctx.axes['recipe']}-{ctx.budget}",
         seed=ctx.p("seed"),
         hyper={key: ctx.p(f"train.{key}") for key in HYPERPARAMETERS},
@@ -37,6 +34,21 @@ def spec(ctx: StageContext) -> TrainSpec:
     )
 
 
+def cpu_fallback(claim: gpus.Claim | None) -> str | None:
+    """Why this training job runs on the CPU of a machine that has GPUs, if it does (profiles/default gives the
+    train rule none)."""
+    hidden = gpus.hidden_from(claim)
+    if not hidden:
+        return None
+    return (
+        f"train: this job holds no GPU although {hidden} are on this machine (the profile gives rule train gpu=0), "
+        "so it trains on the CPU; run with --workflow-profile profiles/gpu (SMT_TRAIN_GPUS) to use them"
+    )
+
+
 def run(ctx: StageContext) -> None:
+    warning = cpu_fallback(gpus.held())
+    if warning:
+        ctx.log.warning(warning)
     env = {k: v for k, v in os.environ.items() if k != gpus.REQUEST_VAR}  # the job's devices are claimed already
     launch.run(spec(ctx), env, ctx.log)

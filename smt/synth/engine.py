@@ -98,7 +98,8 @@ class Engine:
         started = time.time()
         paths = self.paths(index)
         docs = assign(plan.documents, index, plan.count)
-        identity = journal.partial_identity(plan.settings, plan.model["revision"], plan.code)
+        settings = plan.settings.resolved()  # `dtype: auto` as this machine runs it
+        identity = journal.partial_identity(settings, plan.model["revision"], plan.code)
         label = f"{plan.label} shard {index + 1}/{plan.count}"
         run = ShardRun(label, journal.Partial(paths["partial"], identity, plan.log.info), self.backend, plan.log)
         outcome = self.produce(dataclasses.replace(plan.job, documents=docs, complete=run.complete))

@@ -9,10 +9,12 @@ GPU), vLLM offline (smt/backends/vllm.py) and an OpenAI-compatible HTTP endpoint
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -123,3 +125,36 @@ class BackendSettings:
     batch_size: int = 8
     vllm: dict[str, Any] = field(default_factory=dict)
     http: dict[str, Any] = field(default_factory=dict)
+
+    def resolved(self) -> BackendSettings:
+        """The same settings with `dtype: auto` resolved for this machine (the dtype that shapes completions)."""
+        if self.dtype != "auto" or self.backend == "http":
+            return self
+        import torch
+
+        cuda = torch.cuda.is_available()
+        bf16 = cuda and torch.cuda.is_bf16_supported()
+        return dataclasses.replace(self, dtype=pick_dtype(self.dtype, config_dtype(self.model_path), cuda, bf16))
+
+
+def config_dtype(model_path: str) -> str | None:
+    """The dtype a model folder's config.json declares (`dtype`, or the older `torch_dtype`)."""
+    config = Path(model_path) / "config.json"
+    if not config.is_file():
+        return None
+    values = json.loads(config.read_text())
+    values = values.get("text_config") or values
+    return values.get("dtype") or values.get("torch_dtype")
+
+
+def pick_dtype(requested: str, model_dtype: str | None, cuda: bool, bf16: bool) -> str:
+    """`generation.dtype`: a named dtype as it is; `auto` is float32 on a CPU (faster there than bfloat16 on
+    most CPUs) and on a GPU the model's own half-precision dtype: float16 for a float16 model, otherwise bfloat16
+    where the GPU supports it (a float32 folder too), else float16."""
+    if requested != "auto":
+        return requested
+    if not cuda:
+        return "float32"
+    if model_dtype == "float16" or not bf16:
+        return "float16"
+    return "bfloat16"

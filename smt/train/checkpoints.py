@@ -1,23 +1,33 @@
 """Resumable checkpoints: kept only for the same run, and the last complete one found.
 
 Checkpoints (every `save_steps` optimizer steps, the last two kept) go to a folder outside the output that a
-failed run discards. A rerun resumes from the last complete checkpoint when everything that shapes it is the
-same: params, data, base model, code, process layout, launch configs and the precision actually used. Otherwise
-the folder is emptied and the log names what changed.
+failed run discards: under `SMT_CHECKPOINT_DIR` when it is set, else `results/.checkpoints`. A job that a
+cluster retries on another machine (a Kubernetes pod with its own disk) resumes only when that root is storage
+the retry sees too: a shared volume mounted at the same path in every pod. A rerun resumes from the last
+complete checkpoint when everything that shapes it is the same: params, data, base model, code, process layout,
+launch configs and the precision actually used. Otherwise the folder is emptied and the log names what changed.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from smt import artifacts, io
 from smt.train.spec import TrainSpec
 
+ROOT_VAR = "SMT_CHECKPOINT_DIR"  # placement, not results: where checkpoints live, e.g. a shared volume
+DEFAULT_ROOT = "results/.checkpoints"
 IDENTITY = "smt_identity.json"  # what a checkpoint folder's checkpoints were trained on
 TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint: its presence marks it complete
+
+
+def root(env: Mapping[str, str]) -> Path:
+    """The folder every training run keeps its checkpoints under."""
+    return Path(env.get(ROOT_VAR, "").strip() or DEFAULT_ROOT)
 
 
 def launch_files(config: str | None) -> list[Path]:

@@ -31,15 +31,32 @@ def generation_compute(report: dict[str, Any], base: str, n_params: int) -> dict
     return found
 
 
-# Dense (not sparse) bf16 tensor-core peaks, FLOP/s, by product name.
-PEAK_BF16 = {
-    "H100-SXM": 989e12,
-    "H100-PCIe": 756e12,
-    "H200": 989e12,
-    "A100-80GB": 312e12,
-    "A100-40GB": 312e12,
-    "L40S": 362e12,
+# Dense (not sparse) bf16 tensor-core peaks, FLOP/s, from NVIDIA's datasheets: a short name (`smt plan --gpu`) ->
+# the peak and the product names torch.cuda reports for it (bench/training.py's MFU).
+GPUS: dict[str, tuple[float, tuple[str, ...]]] = {
+    "H100-SXM": (989e12, ("NVIDIA H100 80GB HBM3",)),
+    "H100-PCIe": (756e12, ("NVIDIA H100 PCIe",)),
+    "H100-NVL": (835e12, ("NVIDIA H100 NVL",)),
+    "H200": (989e12, ("NVIDIA H200",)),
+    "H200-NVL": (835e12, ("NVIDIA H200 NVL",)),
+    "GH200": (989e12, ("NVIDIA GH200 480GB",)),
+    "A100-80GB": (312e12, ("NVIDIA A100-SXM4-80GB", "NVIDIA A100 80GB PCIe")),
+    "A100-40GB": (312e12, ("NVIDIA A100-SXM4-40GB", "NVIDIA A100-PCIE-40GB")),
+    "L40S": (362e12, ("NVIDIA L40S",)),
+    "L40": (181e12, ("NVIDIA L40",)),
+    "L4": (121e12, ("NVIDIA L4",)),
+    "A10": (125e12, ("NVIDIA A10",)),
+    "A40": (150e12, ("NVIDIA A40",)),
 }
+PEAK_BF16 = {name: peak for name, (peak, _) in GPUS.items()}
+
+
+def device_peak(product_name: str | None) -> float | None:
+    """The dense bf16 peak of a GPU by the exact name torch.cuda reports (None for an unknown one or no GPU)."""
+    for peak, names in GPUS.values():
+        if product_name and product_name.strip() in names:
+            return peak
+    return None
 
 
 def parameter_count(path: str | Path) -> int:

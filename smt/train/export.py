@@ -8,6 +8,15 @@ from typing import Any
 from smt.train.spec import TrainSpec
 
 
+def full_state_dict_for_the_final_save(trainer: Any) -> None:
+    """FSDP checkpoints during training are sharded (envs/accelerate/fsdp.yaml: each rank writes its own part,
+    about 12 bytes per parameter over all ranks with AdamW, never gathered on one machine); the final model is
+    saved as one full state dict, which the Trainer writes only under FULL_STATE_DICT."""
+    plugin = trainer.accelerator.state.fsdp_plugin
+    plugin.state_dict_config = plugin.optim_state_dict_config = None  # the full configs go with the full type
+    plugin.set_state_dict_type("FULL_STATE_DICT")
+
+
 def final_model(spec: TrainSpec, trainer: Any) -> Any:
     """The trained model as one plain transformers model (LoRA adapters merged) on rank 0, None on the other
     ranks. Rank 0 holds the whole model under DDP; a sharded one (FSDP, ZeRO-3) is first gathered by the
@@ -16,6 +25,8 @@ def final_model(spec: TrainSpec, trainer: Any) -> Any:
     from transformers import AutoModelForCausalLM
 
     lora = spec["mode"] == "lora"
+    if trainer.is_fsdp_enabled:
+        full_state_dict_for_the_final_save(trainer)
     if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
         gathered = Path(trainer.args.output_dir) / "final"
         trainer.save_model(str(gathered))

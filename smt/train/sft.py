@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from smt import artifacts, faults, io
-from smt.train import checkpoints, export
+from smt.train import checkpoints, export, flops
 from smt.train.compute import generation_compute
 from smt.train.spec import TrainSpec
 
@@ -211,6 +211,7 @@ def train(spec: TrainSpec, log: logging.Logger) -> None:
     state = trainer.state
     history = [h for h in state.log_history if "loss" in h]
     tokens_seen = int(state.num_input_tokens_seen)
+    per_token = flops.training_per_token(flops.read_shape(base), spec["max_length"])
     metrics = {
         "steps": state.global_step,
         "epochs": round(state.epoch or 0.0, 4),
@@ -231,6 +232,9 @@ def train(spec: TrainSpec, log: logging.Logger) -> None:
         "parameters": n_params,
         "trainable_parameters": trainable,
         "train_flops_6nd": 6 * n_params * tokens_seen,
+        # attention included, an untied input embedding left out (smt/train/flops.py); packed blocks only, as
+        # unpacked sequence lengths vary
+        "train_flops_model": round(per_token * tokens_seen) if spec["packing"] else None,
     }
     metrics.update(generation_compute(io.read_json(spec.mix_report), base, n_params))
     metrics["total_flops"] = metrics["train_flops_6nd"] + (metrics["generation_flops_2md"] or 0)

@@ -146,9 +146,11 @@ def test_slurm_cluster_rebuilds_the_training_half_to_the_same_scores(built: Path
     except ClusterUnavailable as exc:
         pytest.skip(f"no SLURM cluster on this machine: {exc}")
     try:
-        # squeue for job states: without accounting storage, sacct cannot answer
+        # squeue for job states: without accounting storage, sacct cannot answer. The fake GPUs have no CUDA,
+        # so the 8-GPU training job runs one process, and says so to the parse-time check of the batch split
         sh(
-            cluster.shell_prefix() + "timeout --kill-after=30 900 snakemake --workflow-profile profiles/slurm "
+            cluster.shell_prefix() + "SMT_TRAIN_PROCESSES=1 timeout --kill-after=30 900 snakemake "
+            "--workflow-profile profiles/slurm "
             "--jobs 3 --slurm-status-command squeue --slurm-init-seconds-before-status-checks 2",
             ws,
             timeout=1000,

@@ -33,14 +33,15 @@ PROBE = textwrap.dedent(
     for device in claim.devices:
         os.unlink(os.path.join(busy, device))
     with open(out, "w") as f:
-        json.dump({"devices": claim.devices, "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}, f)
+        json.dump({"devices": claim.devices, "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                   "order": os.environ.get("CUDA_DEVICE_ORDER")}, f)
     """
 )
 
 
 def job_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     e = env()
-    for var in ("SMT_GPUS", "CUDA_VISIBLE_DEVICES", "SMT_JOB_GPUS", "SLURM_JOB_ID"):
+    for var in ("SMT_GPUS", "CUDA_VISIBLE_DEVICES", "SMT_JOB_GPUS", "SLURM_JOB_ID", "CUDA_DEVICE_ORDER"):
         e.pop(var, None)
     e.update(SMT_GPU_LOCK_DIR=str(tmp_path / "locks"), SMT_GPU_WAIT_S="120", PYTHONPATH=str(ROOT))
     e.update(extra)
@@ -84,9 +85,9 @@ def test_a_cpu_job_sees_no_gpu_and_an_unmanaged_run_is_left_alone(tmp_path: Path
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
     (tmp_path / "busy").mkdir()
-    for extra, expected in (
-        ({"SMT_GPUS": "0,1", "SMT_JOB_GPUS": "0"}, ""),
-        ({"CUDA_VISIBLE_DEVICES": "1"}, "1"),  # dvc repro or by hand: no request, nothing changed
+    for extra, expected, order in (
+        ({"SMT_GPUS": "0,1", "SMT_JOB_GPUS": "0"}, "", "PCI_BUS_ID"),
+        ({"CUDA_VISIBLE_DEVICES": "1"}, "1", None),  # dvc repro or by hand: no request, nothing changed
     ):
         out = tmp_path / "out.json"
         subprocess.run(
@@ -94,7 +95,7 @@ def test_a_cpu_job_sees_no_gpu_and_an_unmanaged_run_is_left_alone(tmp_path: Path
             env=job_env(tmp_path, **extra),
             check=True,
         )
-        assert json.loads(out.read_text()) == {"devices": [], "cuda": expected}
+        assert json.loads(out.read_text()) == {"devices": [], "cuda": expected, "order": order}
 
 
 def test_concurrent_processes_never_hold_the_same_device(tmp_path: Path) -> None:
@@ -117,7 +118,7 @@ def test_concurrent_processes_never_hold_the_same_device(tmp_path: Path) -> None
     for i, n in enumerate(requests):
         got = json.loads((tmp_path / f"job{i}.json").read_text())
         assert len(set(got["devices"])) == n and set(got["devices"]) <= {"0", "1", "2"}
-        assert got["cuda"] == ",".join(got["devices"])
+        assert got["cuda"] == ",".join(got["devices"]) and got["order"] == "PCI_BUS_ID"  # nvidia-smi's numbering
 
 
 def test_snakemake_jobs_that_run_together_get_distinct_devices(tmp_path: Path) -> None:
@@ -168,3 +169,14 @@ def test_gpu_wait_can_be_bounded(tmp_path: Path) -> None:
     again = gpus.claim(1, env={"SMT_GPUS": "0", "SMT_GPU_LOCK_DIR": str(tmp_path), "SMT_GPU_WAIT_S": "0.5"})
     assert again.devices == ["0"]
     again.release()
+
+
+def test_a_training_job_without_gpus_on_a_gpu_machine_says_it_trains_on_the_cpu() -> None:
+    from smt.stages import train
+
+    hidden = gpus.Claim(0, [], ["0", "1", "2"], "nvidia-smi")
+    assert gpus.hidden_from(hidden) == 3
+    assert "holds no GPU although 3 are on this machine" in (train.cpu_fallback(hidden) or "")
+    assert train.cpu_fallback(gpus.Claim(0, [], [], "no GPU list")) is None  # a CPU machine: nothing to say
+    assert train.cpu_fallback(gpus.Claim(2, ["0", "1"], ["0", "1", "2"], "nvidia-smi")) is None
+    assert train.cpu_fallback(None) is None  # dvc repro or by hand: the environment as it is

@@ -106,3 +106,40 @@ def test_profiles_are_documented_in_the_readme() -> None:
     readme = Path(ROOT / "README.md").read_text()
     for name in ("gpu", "slurm", "kubernetes"):
         assert f"profiles/{name}" in readme
+
+
+def test_slurm_gpu_jobs_are_pinned_to_one_node() -> None:
+    """The plugin submits `--gpus=N --ntasks-per-gpu=1`: N tasks that SLURM may spread over nodes, while the
+    job's processes (accelerate launch, vLLM) share one machine. Every GPU rule asks for one node, and the
+    plugin's own submit command says so."""
+    from types import SimpleNamespace
+
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+
+    class Resources(dict):
+        def __getattr__(self, name: str) -> object:
+            return self[name]
+
+    settings: dict[str, dict[str, str]] = {}
+    for item in parse("slurm")["set-resources"]:
+        rule, setting = item.split(":", 1)
+        settings.setdefault(rule, {}).update(key_values([setting]))
+    gpu_rules = {rule: values for rule, values in settings.items() if int(values.get("gpu", 0))}
+    assert {"train", "synth_qa_shard", "synth_docs_shard"} <= set(gpu_rules)
+    for rule, values in gpu_rules.items():
+        assert values.get("nodes") == "1", rule
+        resources = Resources({k: int(v) for k, v in values.items() if v.isdigit()})
+        job = SimpleNamespace(resources=resources, threads=1, is_group=lambda: False)
+        params = {"run_uuid": "u", "slurm_logfile": "l", "comment_str": "c", "account": "", "partition": "-p gpu",
+                  "workdir": None}  # fmt: skip
+        command = get_submit_command(job, params)
+        assert "--nodes=1" in command and "--ntasks-per-gpu=1" in command, command
+
+
+def test_the_gpu_environment_pins_everything_the_cpu_environment_pins() -> None:
+    """The GPU set is the CPU set with vLLM (which brings its CUDA torch): a package missing from it (pypdfium2
+    was) breaks a stage only on the GPU machines."""
+    assert pinned("requirements-cpu.txt") - pinned("requirements-gpu.txt") == {"torch"}
+    versions = {line.split("==")[0]: line for line in (ROOT / "envs/requirements-cpu.txt").read_text().splitlines()}
+    gpu = (ROOT / "envs/requirements-gpu.txt").read_text().splitlines()
+    assert all(versions[name] in gpu for name in pinned("requirements-gpu.txt") & set(versions))

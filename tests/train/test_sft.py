@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -26,7 +27,7 @@ from smt.pipeline import graph as G
 from smt.pipeline import params as P
 from smt.pipeline import stages as S
 from smt.stages import train as train_stage
-from smt.train import checkpoints, launch, sft
+from smt.train import checkpoints, export, flops, launch, sft
 
 FULL, LORA = 60, 61  # token budgets: one mix (and one set of outputs) per kind of run
 CHANGES = {
@@ -170,6 +171,8 @@ def test_full_training_lowers_the_loss_and_saves_a_loadable_model(full_run: Path
     assert loss[-1]["tokens_seen"] == metrics["tokens_seen"]
     assert metrics["dataset_loss_tokens"] == metrics["dataset_tokens"]  # text loss: every token counts
     assert metrics["train_flops_6nd"] == 6 * metrics["parameters"] * metrics["tokens_seen"]
+    exact = flops.training_per_token(flops.read_shape(base_model), 128) * metrics["tokens_seen"]
+    assert metrics["train_flops_model"] == round(exact) > metrics["train_flops_6nd"]  # attention on top of 6ND
     assert metrics["generated_tokens"] == 2000 and metrics["generator_parameters"] == metrics["parameters"]
     assert metrics["generation_flops_2md"] == 2 * metrics["parameters"] * 2000
     assert metrics["tokens_per_s"] > 0 and metrics["precision"] == "fp32" and metrics["processes"] == 1
@@ -299,7 +302,44 @@ def test_accelerate_configs_are_complete() -> None:
     assert kinds == {"single_gpu": "NO", "multi_gpu": "MULTI_GPU", "fsdp": "FSDP", "deepspeed_zero3": "DEEPSPEED"}
     ds = configs["deepspeed_zero3"]["deepspeed_config"]["deepspeed_config_file"]
     assert json.loads((ROOT / ds).read_text())["zero_optimization"]["stage"] == 3
-    assert configs["fsdp"]["fsdp_config"]["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+    # FSDP checkpoints sharded (each rank its part); the final model alone is gathered (test below)
+    assert configs["fsdp"]["fsdp_config"]["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"
+
+
+def test_fsdp_trains_sharded_and_saves_the_final_model_whole(tmp_path: Path) -> None:
+    """The Trainer writes a full model only under FULL_STATE_DICT; the switch happens before the final save
+    (a collective call on every rank), not before the checkpoints. FSDP needs GPUs: the Trainer is a stand-in,
+    the plugin accelerate's own."""
+    import types
+
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, state_dict_type="SHARDED_STATE_DICT")
+    saved: list[str] = []
+    trainer = types.SimpleNamespace(
+        is_fsdp_enabled=True,
+        is_deepspeed_enabled=False,
+        accelerator=types.SimpleNamespace(state=types.SimpleNamespace(fsdp_plugin=plugin)),
+        args=types.SimpleNamespace(output_dir=str(tmp_path)),
+        save_model=lambda out: saved.append(
+            f"{out} {plugin.state_dict_type.name} {type(plugin.state_dict_config).__name__}"
+        ),
+        is_world_process_zero=lambda: False,
+    )
+    assert export.final_model({"mode": "full"}, trainer) is None  # a TrainSpec reads like this; not rank 0
+    assert saved == [f"{tmp_path / 'final'} FULL_STATE_DICT FullStateDictConfig"]
+
+
+def test_checkpoints_live_under_smt_checkpoint_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Kubernetes a retried pod starts on a fresh disk: the root must be a volume every pod mounts."""
+    assert checkpoints.root({}) == Path("results/.checkpoints")
+    assert checkpoints.root({checkpoints.ROOT_VAR: "/mnt/shared/smt"}) == Path("/mnt/shared/smt")
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv(checkpoints.ROOT_VAR, str(tmp_path / "shared"))
+    spec = train_stage.spec(train_context(tmp_path))
+    assert spec.checkpoints == str(tmp_path / "shared" / "train" / "demo-4000")
+    monkeypatch.delenv(checkpoints.ROOT_VAR)
+    assert train_stage.spec(train_context(tmp_path)).checkpoints == "results/.checkpoints/train/demo-4000"
 
 
 def test_gradient_accumulation_keeps_the_effective_batch() -> None:
@@ -344,21 +384,18 @@ def test_checkpoints_are_kept_only_for_the_same_run(tmp_path: Path) -> None:
         assert not (folder / "checkpoint-4").exists()
 
 
-def test_checkpoint_identity_follows_code_launch_configs_and_precision(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A checkpoint is resumed only by the same code, launch config content and resolved precision."""
+def train_context(tmp_path: Path) -> Any:
+    """The train stage's context for demo-4000, with stand-in input files (run from the repository root)."""
     import logging
 
     from smt.pipeline.context import StageContext
 
-    monkeypatch.chdir(ROOT)  # code paths are repository-relative
     data, model = tmp_path / "train.jsonl", tmp_path / "model"
     data.write_text('{"text": "x"}\n')
-    model.mkdir()
+    model.mkdir(exist_ok=True)
     axes = {"benchmark": "demo", "budget": "4000"}
     st = S.stage("train")
-    ctx = StageContext(
+    return StageContext(
         stage=st,
         axes=axes,
         params=P.load(ROOT / "params.yaml"),
@@ -367,6 +404,15 @@ def test_checkpoint_identity_follows_code_launch_configs_and_precision(
         log=logging.getLogger("test"),
         code=G.stage_code(st, axes),
     )
+
+
+def test_checkpoint_identity_follows_code_launch_configs_and_precision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint is resumed only by the same code, launch config content and resolved precision."""
+    monkeypatch.chdir(ROOT)  # code paths are repository-relative
+    st, axes = S.stage("train"), {"benchmark": "demo", "budget": "4000"}
+    ctx = train_context(tmp_path)
     spec = train_stage.spec(ctx)
     config = tmp_path / "launch.yaml"
     config.write_text("distributed_type: MULTI_GPU\n")

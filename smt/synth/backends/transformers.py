@@ -1,4 +1,14 @@
-"""The transformers backend: batched sampling with a KV cache, on CPU or GPU, with per-item seeds."""
+"""The transformers backend: batched sampling with a KV cache, on CPU or GPU, with per-item seeds.
+
+One model on the device this process sees (the first GPU, else the CPU); with several GPUs the job runs one
+replica per GPU in a pool (smt.synth.backends.pool). Prefill keeps only the last position's logits (prompts are
+left-padded, so it is every row's next-token distribution): the full-vocabulary logits of every prompt position
+would take batch x prompt length x vocabulary floats (about 6 GB at 16 x 2K x 49K in float32).
+
+Batch invariance: on a CPU in float32 a request's completion does not depend on its batch (tested: records equal
+for every batch size and shard count). On a GPU, and in bfloat16, kernels reduce in an order that depends on the
+batch shape, so completions can differ in the last bits and then diverge; there is no batch-invariant mode.
+"""
 
 from __future__ import annotations
 
@@ -59,6 +69,7 @@ class TransformersBackend:
             "torch": torch.__version__,
             "device": self.device,
             "dtype": str(self.model.dtype).removeprefix("torch."),
+            "batch_invariant": self.device == "cpu" and self.model.dtype == torch.float32,
             "structured_outputs": "json prefill (no constrained decoding)",
         }
 
@@ -81,7 +92,11 @@ class TransformersBackend:
         enc = self.tokenizer(unique, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         positions = (enc.attention_mask.cumsum(-1) - 1).clamp(min=0)
         out = self.model(
-            input_ids=enc.input_ids, attention_mask=enc.attention_mask, position_ids=positions, use_cache=True
+            input_ids=enc.input_ids,
+            attention_mask=enc.attention_mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
         )
         past = out.past_key_values
         past.reorder_cache(rows)

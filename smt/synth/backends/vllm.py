@@ -4,11 +4,18 @@ Prompts are rendered with the model's chat template, so the document, which ever
 forms a shared prefix that vLLM's prefix cache reuses across a document's requests. Each request carries its
 own seed; a request with a JSON schema gets vLLM's structured outputs (`StructuredOutputsParams(json=...)`),
 so a generator that needs JSON gets valid JSON. Written for vllm==0.33.0 (envs/requirements-gpu.txt).
+
+One engine runs on the devices this process sees, with the tensor-parallel size the caller chose
+(smt.synth.backends.layout: it divides the model's heads; several engines run in a pool). vLLM batches
+requests as they come, so a completion depends on what else is in flight unless its batch-invariant kernels are
+on (`generation.vllm.batch_invariant`: VLLM_BATCH_INVARIANT=1 for the engine, NVIDIA compute capability 8.0 or
+later, slower); then a request's completion does not depend on the batch, the shard count or the other requests.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,10 +33,7 @@ def _vllm() -> Any:
         ) from exc
 
 
-def visible_gpus() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+BATCH_INVARIANT_VAR = "VLLM_BATCH_INVARIANT"  # read by vLLM's engine processes (vllm/envs.py)
 
 
 class VLLMBackend:
@@ -42,17 +46,20 @@ class VLLMBackend:
         model_path: str,
         dtype: str = "bfloat16",
         batch_size: int = 256,
-        tensor_parallel_size: int = 0,
+        tensor_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.9,
         max_model_len: int = 0,
+        batch_invariant: bool = False,
         engine: Any = None,
     ) -> None:
         from transformers import AutoTokenizer
 
+        os.environ[BATCH_INVARIANT_VAR] = "1" if batch_invariant else "0"  # before vLLM starts its engine
+        self.batch_invariant = batch_invariant
         self.vllm = _vllm()
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.batch_size = batch_size
-        self.tensor_parallel_size = tensor_parallel_size or max(1, visible_gpus())
+        self.tensor_parallel_size = tensor_parallel_size
         self.engine_args: dict[str, Any] = {
             "model": model_path,
             "tokenizer": model_path,
@@ -74,6 +81,7 @@ class VLLMBackend:
             "tensor_parallel_size": self.tensor_parallel_size,
             "prefix_caching": True,
             "dtype": self.engine_args["dtype"],
+            "batch_invariant": self.batch_invariant,
             "structured_outputs": "StructuredOutputsParams(json=schema)",
         }
 
