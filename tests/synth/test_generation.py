@@ -9,7 +9,7 @@ import torch
 
 from smt.synth.backends.transformers import TransformersBackend
 from smt.synth.generation import BackendSettings, Request, Sampling, config_dtype, item_seed, pick_dtype
-from smt.synth.generators.qa import parse
+from smt.synth.generators.qa import parse, trim_truncated
 from smt.synth.generators.strategies import parse_strategies
 
 
@@ -63,15 +63,31 @@ def test_prefill_starts_the_answer(backend: TransformersBackend) -> None:
     [
         (
             "Question: When did the tide festival start?\nAnswer: In 1847, as the article says.",
-            ("When did the tide festival start?", "In 1847, as the article says."),
+            [("When did the tide festival start?", "In 1847, as the article says.")],
         ),
-        ("Question: festival\nAnswer: yes", "unparseable: question is not a question"),
-        ("The festival is old.", "unparseable: no 'Question:' ... 'Answer:'"),
-        ("Question: Who built the harp?\nAnswer: ", "empty answer"),
+        (
+            "Question: Who built the harp?\nAnswer: Ona Vale.\n\nQuestion: festival\nAnswer: yes",
+            [("Who built the harp?", "Ona Vale."), "unparseable: question is not a question"],
+        ),
+        ("The festival is old.", []),
+        ("Question: Who built the harp?\nAnswer: ", ["empty answer"]),
     ],
 )
-def test_qa_parser(text: str, expected: object) -> None:
+def test_qa_parser_reads_every_pair(text: str, expected: object) -> None:
     assert parse(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("pair", "expected"),
+    [
+        (("Who built it?", "Ona Vale. She worked for a year on"), ("Who built it?", "Ona Vale.")),
+        (("Who built it?", 'She said "never." Then the'), ("Who built it?", 'She said "never."')),
+        (("Who built it?", "Ona Vale, who worked for a year on"), "truncated at max_new_tokens"),
+        ("empty answer", "truncated at max_new_tokens"),
+    ],
+)
+def test_a_cut_pair_keeps_only_its_complete_sentences(pair: object, expected: object) -> None:
+    assert trim_truncated(pair) == expected
 
 
 def test_strategy_parser_splits_on_headings() -> None:

@@ -337,9 +337,9 @@ def test_checkpoints_live_under_smt_checkpoint_dir(tmp_path: Path, monkeypatch: 
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv(checkpoints.ROOT_VAR, str(tmp_path / "shared"))
     spec = train_stage.spec(train_context(tmp_path))
-    assert spec.checkpoints == str(tmp_path / "shared" / "train" / "demo-4000")
+    assert spec.checkpoints == str(tmp_path / "shared" / "train" / "demo-smt-4000")
     monkeypatch.delenv(checkpoints.ROOT_VAR)
-    assert train_stage.spec(train_context(tmp_path)).checkpoints == "results/.checkpoints/train/demo-4000"
+    assert train_stage.spec(train_context(tmp_path)).checkpoints == "results/.checkpoints/train/demo-smt-4000"
 
 
 def test_gradient_accumulation_keeps_the_effective_batch() -> None:
@@ -385,7 +385,7 @@ def test_checkpoints_are_kept_only_for_the_same_run(tmp_path: Path) -> None:
 
 
 def train_context(tmp_path: Path) -> Any:
-    """The train stage's context for demo-4000, with stand-in input files (run from the repository root)."""
+    """The train stage's context for demo-smt-4000, with stand-in input files (run from the repository root)."""
     import logging
 
     from smt.pipeline.context import StageContext
@@ -393,7 +393,7 @@ def train_context(tmp_path: Path) -> Any:
     data, model = tmp_path / "train.jsonl", tmp_path / "model"
     data.write_text('{"text": "x"}\n')
     model.mkdir(exist_ok=True)
-    axes = {"benchmark": "demo", "budget": "4000"}
+    axes = {"benchmark": "demo", "recipe": "smt", "budget": "4000"}
     st = S.stage("train")
     return StageContext(
         stage=st,
@@ -411,7 +411,7 @@ def test_checkpoint_identity_follows_code_launch_configs_and_precision(
 ) -> None:
     """A checkpoint is resumed only by the same code, launch config content and resolved precision."""
     monkeypatch.chdir(ROOT)  # code paths are repository-relative
-    st, axes = S.stage("train"), {"benchmark": "demo", "budget": "4000"}
+    st, axes = S.stage("train"), {"benchmark": "demo", "recipe": "smt", "budget": "4000"}
     ctx = train_context(tmp_path)
     spec = train_stage.spec(ctx)
     config = tmp_path / "launch.yaml"

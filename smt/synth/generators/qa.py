@@ -1,8 +1,9 @@
 """Synthetic QAs: open-ended questions about a document, answered with a short explanation.
 
 Each document's `per_document` requests have their own seeds, so the records do not depend on shards or
-batches. A completion is rejected, with its reason in the manifest, when it is empty, has no parseable question
-and answer, is cut at max_new_tokens, or repeats a question already accepted for the same document.
+batches. A pair is rejected, with its reason in the manifest, when it is missing, has no parseable question and
+answer, or repeats a question already accepted for the same document. A pair cut at max_new_tokens keeps its answer
+up to its last complete sentence, and is rejected when no complete sentence is left.
 """
 
 from __future__ import annotations
@@ -18,17 +19,42 @@ from smt.synth.job import Job
 PROMPT = "synth_qa"
 GENERATOR = "qa"
 PREFILL = "Question:"
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|\Z)")
 _QA = re.compile(r"Question:\s*(?P<q>.+?)\s*\n+\s*Answer:\s*(?P<a>.+?)\s*(?=\n\s*Question:|\Z)", re.DOTALL)
+
+
+def unwrap(text: str) -> str:
+    """The text without the quotes or Markdown emphasis a model may wrap it in ('"Who?"', '**Who?**')."""
+    text = text.strip()
+    for mark in ('"', "**", "*", "'", "“"):
+        closing = "”" if mark == "“" else mark
+        if len(text) > 2 * len(mark) and text.startswith(mark) and text.endswith(closing):
+            return text[len(mark) : -len(closing)].strip()
+    return text
 
 
 def parse_pair(question: str, answer: str) -> tuple[str, str] | str:
     """(question, answer), or the reason the pair is rejected."""
-    question, answer = " ".join(question.split()), answer.strip()
+    question, answer = unwrap(" ".join(question.split())), unwrap(answer)
     if not question.endswith("?") or len(question) < 10:
         return "unparseable: question is not a question"
     if len(answer) < 2:
         return "empty answer"
     return question, answer
+
+
+def complete_sentences(answer: str) -> str:
+    """The answer up to the end of its last complete sentence ('' when none ends): what survives a cut."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(answer)]
+    return answer[: ends[-1]] if ends else ""
+
+
+def trim_truncated(pair: tuple[str, str] | str) -> tuple[str, str] | str:
+    """A pair whose completion hit max_new_tokens, cut back to its complete sentences, or the reason it is lost."""
+    if isinstance(pair, str):
+        return "truncated at max_new_tokens"
+    answer = complete_sentences(pair[1])
+    return (pair[0], answer) if len(answer) >= 2 else "truncated at max_new_tokens"
 
 
 def parse(text: str) -> list[tuple[str, str] | str]:
@@ -43,10 +69,11 @@ def produce(job: Job) -> collect.Outcome:
     sampling = job.sampling()
     template = prompts.load(PROMPT)
     count = job.options["per_request"]
+    asked = "one question" if count == 1 else f"{count} different questions"
     collector = collect.Collector(GENERATOR)
 
     def build(doc: dict[str, Any], start: int, n: int) -> list[rounds.Item]:
-        content = template.format(document=collect.document_text(doc), title=doc["title"], count=count)
+        content = template.format(document=collect.document_text(doc), title=doc["title"], questions=asked)
         items = []
         for index in range(start, start + n):
             key, seed = f"{doc['doc_id']}/qa/{index}", item_seed(job.seed, doc["doc_id"], PROMPT, index)
@@ -58,7 +85,7 @@ def produce(job: Job) -> collect.Outcome:
         failed = collect.failure(completion, PREFILL)
         pairs: list[tuple[str, str] | str] = [failed] if failed else parse(completion.text)
         if completion.finish_reason == "length" and pairs and not failed:
-            pairs[-1] = "truncated at max_new_tokens"  # the last pair may be cut short
+            pairs[-1] = trim_truncated(pairs[-1])  # the last pair is the one cut short
         pairs = (pairs + ["missing: fewer pairs than asked"] * count)[:count]
         kept = 0
         for n, pair in enumerate(pairs):
