@@ -33,6 +33,7 @@ def backend_settings(ctx: StageContext) -> BackendSettings:
         batch_size=batch,
         vllm={"batch_size": batch, **ctx.p("generation.vllm")},
         http={"batch_size": batch, **ctx.p("generation.http")},
+        chat_template_kwargs=ctx.p("models.${roles.generator}.chat_template_kwargs"),
     )
 
 

@@ -53,6 +53,7 @@ def test_the_generator_and_the_student_are_different_models(tmp_path: Path, base
                 "gguf_file": None,
                 "path": str(student),
                 "dtype": "float32",
+                "chat_template_kwargs": {},
             }
         },
         "roles": {"generator": "smollm2", "student": "tiny", "judge": "tiny"},
