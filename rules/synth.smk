@@ -305,6 +305,7 @@ rule synth_audit:
         code=[
             "smt/__init__.py",
             "smt/artifacts.py",
+            "smt/inference.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",

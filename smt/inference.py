@@ -59,3 +59,38 @@ def render_chat(
     return tokenizer.apply_chat_template(
         list(messages), tokenize=False, add_generation_prompt=True, **(template_kwargs or {})
     )
+
+
+def pad_token_id(tokenizer: Any) -> int:
+    """The id to pad with: the pad token, else end-of-sequence (padding is masked out either way)."""
+    for value in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if value is not None:
+            return int(value)
+    return 0
+
+
+def next_token_logprobs(model: Any, tokenizer: Any, texts: Sequence[str]) -> Any:
+    """Log-probabilities of the next token after each text (float32, on the CPU), one left-padded pass. Texts
+    longer than the model's positions lose tokens on the left (the question and options are at the end)."""
+    import torch
+
+    device = next(model.parameters()).device
+    special = not has_chat_template(tokenizer)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    encoded = [tokenizer(t, add_special_tokens=special)["input_ids"] for t in texts]
+    encoded = [ids[-limit:] if limit else ids for ids in encoded]
+    length = max(len(ids) for ids in encoded)
+    input_ids = torch.full((len(texts), length), pad_token_id(tokenizer), dtype=torch.long)
+    mask = torch.zeros((len(texts), length), dtype=torch.long)
+    for row, ids in enumerate(encoded):
+        input_ids[row, length - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        mask[row, length - len(ids) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode():
+        logits = model(
+            input_ids=input_ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+            logits_to_keep=1,
+        ).logits[:, -1, :]
+    return torch.log_softmax(logits.float(), dim=-1).cpu()

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from smt import prompts
-from smt.inference import has_chat_template, render_chat
+from smt.inference import has_chat_template, next_token_logprobs, render_chat
 
 PROMPT = "mc_letter"
 ANSWER_CUE = "Answer:"
@@ -85,38 +85,6 @@ def letter_tokens(tokenizer: Any, n: int) -> list[list[int]]:
             )
         found.append(single)
     return found
-
-
-def _pad_id(tokenizer: Any) -> int:
-    for value in (tokenizer.pad_token_id, tokenizer.eos_token_id):
-        if value is not None:
-            return int(value)
-    return 0
-
-
-@torch.inference_mode()
-def next_token_logprobs(model: Any, tokenizer: Any, texts: Sequence[str]) -> torch.Tensor:
-    """Log-probabilities of the next token after each text (float32, on the CPU), one left-padded pass. Texts
-    longer than the model's positions lose tokens on the left (the question and options are at the end)."""
-    device = next(model.parameters()).device
-    special = not has_chat_template(tokenizer)
-    limit = getattr(model.config, "max_position_embeddings", None)
-    encoded = [tokenizer(t, add_special_tokens=special)["input_ids"] for t in texts]
-    encoded = [ids[-limit:] if limit else ids for ids in encoded]
-    length = max(len(ids) for ids in encoded)
-    input_ids = torch.full((len(texts), length), _pad_id(tokenizer), dtype=torch.long)
-    mask = torch.zeros((len(texts), length), dtype=torch.long)
-    for row, ids in enumerate(encoded):
-        input_ids[row, length - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-        mask[row, length - len(ids) :] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(
-        input_ids=input_ids.to(device),
-        attention_mask=mask.to(device),
-        position_ids=positions.to(device),
-        logits_to_keep=1,
-    ).logits[:, -1, :]
-    return torch.log_softmax(logits.float(), dim=-1).cpu()
 
 
 def score(logprobs: torch.Tensor, tokens: list[list[int]]) -> Scored:

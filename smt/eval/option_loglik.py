@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from smt import prompts
-from smt.inference import has_chat_template, render_chat
+from smt.inference import has_chat_template, pad_token_id, render_chat
 
 PROMPT = "option_loglik"  # the question after any excerpts, asking for the answer only
 CONTEXT_PROMPT = "option_loglik_context"
@@ -111,13 +111,6 @@ def encode_question(
 # ---------------------------------------------------------------------------------------------- scoring
 
 
-def _pad_token_id(tokenizer: Any) -> int:
-    for value in (tokenizer.pad_token_id, tokenizer.eos_token_id):
-        if value is not None:
-            return int(value)
-    return 0
-
-
 @torch.inference_mode()
 def mean_logprobs(model: Any, seqs: Sequence[_Encoded], pad_id: int) -> list[float]:
     """Per sequence, the mean log-probability of its option tokens.
@@ -172,7 +165,7 @@ def score_options(model: Any, tokenizer: Any, prompt: str, options: Sequence[str
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     seqs = encode_question(tokenizer, prompt, options, _max_length(model))
-    pad_id = _pad_token_id(tokenizer)
+    pad_id = pad_token_id(tokenizer)
     scores = [
         v for i in range(0, len(seqs), batch_size) for v in mean_logprobs(model, seqs[i : i + batch_size], pad_id)
     ]
@@ -222,7 +215,7 @@ def score_across_questions(
         (q, o, e) for q, (p, opts) in enumerate(items) for o, e in enumerate(encode_question(tokenizer, p, opts, limit))
     ]
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][2].ids))
-    pad_id = _pad_token_id(tokenizer)
+    pad_id = pad_token_id(tokenizer)
     scores: list[list[float]] = [[0.0] * len(opts) for _, opts in items]
     for start in range(0, len(order), batch_size):
         batch = [seqs[i] for i in order[start : start + batch_size]]

@@ -116,7 +116,8 @@ def test_llm_reranker_scores_are_yes_probabilities(base_model: Path) -> None:
     passages = ["Nadia lit twelve lamps every evening.", "The ferry was painted green."]
     scores = reranker.scores("How many lamps did Nadia light?", passages)
     assert len(scores) == 2 and all(-30 < s <= 0 for s in scores)
-    assert scores == pytest.approx(reranker.scores("How many lamps did Nadia light?", passages[:1]) + scores[1:])
+    alone = reranker.scores("How many lamps did Nadia light?", passages[:1])  # unpadded: float noise only
+    assert scores == pytest.approx(alone + scores[1:], abs=1e-4)
 
 
 def test_sparse_bm25_scores_equal_rank_bm25_bitwise(tmp_path: Path) -> None:
