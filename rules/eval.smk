@@ -5,7 +5,7 @@
 rule eval_closed_book_base:
     """Score the base model closed-book.
 
-    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
+    Tests: tests/stages/test_evaluate.py, tests/eval/test_scorers.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
     input:
         model=W.input("eval_closed_book_base", "model", PARAMS),  # results/models/base/${roles.student}
         questions="results/data/{benchmark}/questions.parquet",
@@ -75,7 +75,7 @@ rule eval_closed_book_base:
 rule eval_rag_base:
     """Score the base model with retrieval.
 
-    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
+    Tests: tests/stages/test_evaluate.py, tests/eval/test_scorers.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
     input:
         model=W.input("eval_rag_base", "model", PARAMS),  # results/models/base/${roles.student}
         questions="results/data/{benchmark}/questions.parquet",
@@ -147,7 +147,7 @@ rule eval_rag_base:
 rule eval_smt_closed_book:
     """Score the SMT model closed-book.
 
-    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
+    Tests: tests/stages/test_evaluate.py, tests/eval/test_scorers.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
     input:
         model="results/models/smt/{benchmark}/{recipe}/{budget}",
         questions="results/data/{benchmark}/questions.parquet",
@@ -217,7 +217,7 @@ rule eval_smt_closed_book:
 rule eval_smt_rag:
     """Score the SMT model with retrieval.
 
-    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
+    Tests: tests/stages/test_evaluate.py, tests/eval/test_scorers.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
     input:
         model="results/models/smt/{benchmark}/{recipe}/{budget}",
         questions="results/data/{benchmark}/questions.parquet",

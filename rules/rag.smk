@@ -5,7 +5,7 @@
 rule rag_index:
     """Chunk the documents and build BM25 (rank-bm25) and dense (faiss) indexes.
 
-    Tests: tests/rag/test_retrieval.py, tests/pipeline/test_builds.py, tests/faults/test_kill_points.py."""
+    Tests: tests/rag/test_retrieval.py, tests/rag/test_embedding.py, tests/pipeline/test_builds.py, tests/faults/test_kill_points.py."""
     input:
         documents="results/data/{benchmark}/documents.parquet",
         params_stamp="results/.params/rag_index/{benchmark}.json",
@@ -48,7 +48,7 @@ rule rag_index:
 rule retrieve:
     """Retrieve (and optionally rerank) the chunks for every question once, for both RAG conditions.
 
-    Tests: tests/rag/test_retrieval.py, tests/pipeline/test_builds.py."""
+    Tests: tests/rag/test_retrieval.py, tests/rag/test_rerank.py, tests/pipeline/test_builds.py."""
     input:
         index="results/index/{benchmark}",
         questions="results/data/{benchmark}/questions.parquet",

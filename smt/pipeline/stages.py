@@ -110,7 +110,12 @@ def _eval_stage(condition: str) -> Stage:
         },
         params=EVAL_KEYS if smt else (*EVAL_KEYS, "roles.student"),
         module="evaluate",
-        tests=("tests/stages/test_evaluate.py", "tests/eval/test_scoring.py", "tests/faults/test_kill_points.py"),
+        tests=(
+            "tests/stages/test_evaluate.py",
+            "tests/eval/test_scorers.py",
+            "tests/eval/test_scoring.py",
+            "tests/faults/test_kill_points.py",
+        ),
         resources={"mem_mb": 4000, "runtime": 30, "gpu": 0},
         threads=2,
         heavy=True,
@@ -179,6 +184,7 @@ STAGES: tuple[Stage, ...] = (
         env="generate",
         tests=(
             "tests/synth/test_engine.py",
+            "tests/synth/test_sections.py",
             "tests/synth/test_pool.py",
             "tests/synth/test_layout.py",
             "tests/faults/test_kill_points.py",
@@ -213,7 +219,12 @@ STAGES: tuple[Stage, ...] = (
         threads=2,
         heavy=True,
         env="generate",
-        tests=("tests/synth/test_engine.py", "tests/synth/test_pool.py", "tests/synth/test_layout.py"),
+        tests=(
+            "tests/synth/test_engine.py",
+            "tests/synth/test_sections.py",
+            "tests/synth/test_pool.py",
+            "tests/synth/test_layout.py",
+        ),
     ),
     Stage(
         name="synth_contamination",
@@ -305,7 +316,12 @@ STAGES: tuple[Stage, ...] = (
         threads=2,
         heavy=True,
         env="evaluate",
-        tests=("tests/rag/test_retrieval.py", "tests/pipeline/test_builds.py", "tests/faults/test_kill_points.py"),
+        tests=(
+            "tests/rag/test_retrieval.py",
+            "tests/rag/test_embedding.py",
+            "tests/pipeline/test_builds.py",
+            "tests/faults/test_kill_points.py",
+        ),
     ),
     Stage(
         name="retrieve",
@@ -344,7 +360,7 @@ STAGES: tuple[Stage, ...] = (
         threads=2,
         heavy=True,
         env="evaluate",
-        tests=("tests/rag/test_retrieval.py", "tests/pipeline/test_builds.py"),
+        tests=("tests/rag/test_retrieval.py", "tests/rag/test_rerank.py", "tests/pipeline/test_builds.py"),
     ),
     *(_eval_stage(c) for c in CONDITIONS),
     Stage(
@@ -389,7 +405,7 @@ STAGES: tuple[Stage, ...] = (
         },
         params=("report.decimals", "roles.generator"),
         resources={"mem_mb": 500, "runtime": 5, "gpu": 0},
-        tests=("tests/pipeline/test_builds.py", "tests/pipeline/test_rebuild.py"),
+        tests=("tests/eval/test_report.py", "tests/pipeline/test_builds.py", "tests/pipeline/test_rebuild.py"),
     ),
 )
 
