@@ -236,16 +236,17 @@ if __name__ == "__main__":
 """
 
 
-def scorers_in_process(ctx: Context, dtype: str, cpu: bool) -> dict[str, Any]:
-    """run_scorers in a fresh process; with cpu=True it sees no GPU, as a CPU-only evaluation job."""
+def scorers_in_process(model: Path, dtype: str, cpu: bool, scratch: Path, n: int = 40) -> dict[str, Any]:
+    """run_scorers on n demo questions in a fresh process; with cpu=True it sees no GPU, as a CPU-only evaluation
+    job."""
     import os
 
-    script = ctx.scratch / "scorers_check.py"
+    script = scratch / "scorers_check.py"
     script.write_text(SCORERS_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if cpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
-    command = [sys.executable, str(script), str(ctx.base), dtype, "40", "64", str(ROOT / "bench")]
+    command = [sys.executable, str(script), str(model), dtype, str(n), "64", str(ROOT / "bench")]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env, cwd=ROOT)
     found = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not found:
@@ -279,9 +280,9 @@ def compare(cpu: dict[str, Any], gpu: dict[str, Any]) -> dict[str, Any]:
 def scorers_gpu_vs_cpu(ctx: Context) -> dict[str, Any]:
     if not ctx.gpu:
         raise Skip("no CUDA device: the CPU-against-GPU comparison of the scorers runs on a GPU machine only")
-    cpu = scorers_in_process(ctx, "auto", cpu=True)
-    gpu32 = scorers_in_process(ctx, "float32", cpu=False)
-    gpu16 = scorers_in_process(ctx, "auto", cpu=False)
+    cpu = scorers_in_process(ctx.base, "auto", True, ctx.scratch)
+    gpu32 = scorers_in_process(ctx.base, "float32", False, ctx.scratch)
+    gpu16 = scorers_in_process(ctx.base, "auto", False, ctx.scratch)
     result = {
         "where": {"cpu": cpu["letter"]["where"], "gpu_float32": gpu32["letter"]["where"]},
         "float32": compare(cpu, gpu32),
