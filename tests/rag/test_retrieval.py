@@ -136,3 +136,14 @@ def test_sparse_bm25_scores_equal_rank_bm25_bitwise(tmp_path: Path) -> None:
     for _ in range(30):
         query = list(rng.choice(vocab, size=6))  # repeats and unknown words included
         assert np.array_equal(sparse.get_scores(query), okapi.get_scores(query))
+
+
+def test_the_query_carries_the_lettered_options_only_when_asked() -> None:
+    from smt.stages.retrieve import query_text
+
+    doc = {"title": "The Salt Road Ferry", "author": "Ilse Marrow", "year": 1951}
+    question = {"question": "Why did he refuse?", "options": ["Forged coins", "A promise to the council"]}
+    framed = 'In the context of "The Salt Road Ferry", written by Ilse Marrow in 1951, why did he refuse?'
+    assert query_text(question, doc, False) == framed
+    assert query_text(question, doc, True) == framed + "\nA. Forged coins\nB. A promise to the council"
+    assert query_text({"question": "What was the revenue?", "options": []}, None, True) == "What was the revenue?"
