@@ -20,11 +20,11 @@ Checks (each passes, fails or is skipped with its reason; one JSON file holds th
 - vllm (where installed): one engine on one GPU, batch-invariant mode on, 16 requests together and one by one.
 - faiss_gpu (where faiss has GPU support): a flat inner-product index on the GPU against the CPU's.
 
-Models: the embedded SmolLM2-135M folder (results/models/base; built with `python -m smt model` when missing) and
-random weights from the configs in bench/configs/. With --cpu (the default without CUDA; what CI runs) every check
-that a CPU can run runs on a tiny random Llama (bench/configs/llama-tiny.json) in float32.
+Models: the embedded SmolLM2-135M folder (results/models/base/smollm2; built with `python -m smt model` when
+missing) and random weights from the configs in bench/configs/. With --cpu (the default without CUDA; what CI
+runs) every check that a CPU can run runs on a tiny random Llama (bench/configs/llama-tiny.json) in float32.
 
-    python bench/gpu_smoke.py [--cpu] [--base results/models/base] [--only NAME ...] [--out FILE]
+    python bench/gpu_smoke.py [--cpu] [--base results/models/base/smollm2] [--only NAME ...] [--out FILE]
 """
 
 from __future__ import annotations
@@ -390,7 +390,7 @@ def run(ctx: Context, names: list[str]) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cpu", action="store_true", help="tiny models in float32 on the CPU (default without CUDA)")
-    parser.add_argument("--base", default=str(ROOT / "results/models/base"), help="the embedded model folder")
+    parser.add_argument("--base", default=str(ROOT / "results/models/base/smollm2"), help="the embedded model folder")
     parser.add_argument("--only", nargs="+", choices=sorted(CHECKS), help="run only these checks")
     parser.add_argument("--out", default=str(ROOT / "bench/results/gpu_smoke.json"))
     args = parser.parse_args()

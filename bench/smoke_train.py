@@ -18,6 +18,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET = 64  # the mix instance the run trains on (its files are written here, not by the mix stage)
+RECIPE = "smt"  # a recipe of the default params.yaml
+RUN = f"demo/{RECIPE}/{BUDGET}"  # the instance's folder under results/mix, results/train and results/models/smt
 STEPS = 4
 
 
@@ -38,9 +40,10 @@ def workspace(dest: Path, base: Path, max_length: int) -> Path:
         per_device_batch_size=1, warmup_ratio=0.0, precision="auto", packing=True,
     )  # fmt: skip
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (dest / "results/models").mkdir(parents=True, exist_ok=True)
-    (dest / "results/models/base").symlink_to(base.resolve())
-    mix = dest / f"results/mix/demo/{BUDGET}"
+    student = params["roles"]["student"]
+    (dest / "results/models/base").mkdir(parents=True, exist_ok=True)
+    (dest / "results/models/base" / student).symlink_to(base.resolve())
+    mix = dest / f"results/mix/{RUN}"
     mix.mkdir(parents=True)
     docs = [json.loads(line) for line in (ROOT / "smt/benchmarks/demo/documents.jsonl").open()]
     rows = [
@@ -63,8 +66,8 @@ def killed_and_resumed(ws: Path, extra_env: dict[str, str], timeout: float = 900
     Checkpoints live under SMT_CHECKPOINT_DIR (outside results/, as on a cluster's shared volume)."""
     root = ws / "shared-checkpoints"
     env = {**os.environ, **extra_env, "SMT_CHECKPOINT_DIR": str(root), "PYTHONPATH": ""}
-    command = [sys.executable, "-m", "smt", "train", "--benchmark", "demo", "--budget", str(BUDGET)]
-    folder = root / "train" / f"demo-{BUDGET}"
+    command = [sys.executable, "-m", "smt", "train", "--benchmark", "demo", "--recipe", RECIPE, "--budget", str(BUDGET)]
+    folder = root / "train" / f"demo-{RECIPE}-{BUDGET}"
     log = ws / "killed.log"
     with log.open("w") as out:
         proc = subprocess.Popen(command, cwd=ws, env=env, stdout=out, stderr=out, start_new_session=True)
@@ -85,8 +88,8 @@ def killed_and_resumed(ws: Path, extra_env: dict[str, str], timeout: float = 900
     again = subprocess.run(command, cwd=ws, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     if again.returncode:
         raise RuntimeError(f"the resumed run failed ({again.returncode}):\n{again.stderr[-4000:]}")
-    metrics = json.loads((ws / f"results/train/demo/{BUDGET}/train_metrics.json").read_text())
-    loss = (ws / f"results/train/demo/{BUDGET}/loss.csv").read_text().splitlines()[1:]
+    metrics = json.loads((ws / f"results/train/{RUN}/train_metrics.json").read_text())
+    loss = (ws / f"results/train/{RUN}/loss.csv").read_text().splitlines()[1:]
     found = {
         "killed_after_checkpoint": checkpoint.name,
         "checkpoint_files": contents,
@@ -110,7 +113,8 @@ def loads(ws: Path) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(ws / f"results/models/smt/demo/{BUDGET}")
-    base = AutoModelForCausalLM.from_pretrained(ws / "results/models/base")
+    model = AutoModelForCausalLM.from_pretrained(ws / f"results/models/smt/{RUN}")
+    student = yaml.safe_load((ws / "params.yaml").read_text())["roles"]["student"]
+    base = AutoModelForCausalLM.from_pretrained(ws / "results/models/base" / student)
     moved = sum(not torch.equal(p, base.get_parameter(n)) for n, p in model.named_parameters())
     return {"parameters": sum(p.numel() for p in model.parameters()), "tensors_changed": moved}
