@@ -10,16 +10,21 @@ Checks (each passes, fails or is skipped with its reason; one JSON file holds th
   complete checkpoint, the same command again: it resumes and finishes.
 - fsdp: the same through `accelerate launch` with envs/accelerate/fsdp.yaml (sharded checkpoints, the final
   model gathered whole), over every GPU of the machine.
-- scorers: option log-likelihood and generated-answer scoring of demo questions, on the GPU.
+- scorers: the letter, option_loglik and generate scorers on demo questions, on the GPU.
+- scorers_gpu_vs_cpu (GPU only): the three scorers on all 40 demo questions with the embedded model, on the CPU in
+  float32 (a process that sees no GPU) and on the GPU in float32 and in bfloat16 (`eval.dtype: auto`); the
+  predictions compared. In float32 the GPU must agree with the CPU on every question but near-ties (the CPU's
+  two best scores within 1e-3); bfloat16's agreement is measured and reported with the CPU margins of the
+  questions where it differs, not required (bf16 rounding can flip a close call).
 - mfu: bench/training.py's steady-state MFU of a 1B-class Llama with random weights (bench/configs/llama-1b.json).
 - vllm (where installed): one engine on one GPU, batch-invariant mode on, 16 requests together and one by one.
 - faiss_gpu (where faiss has GPU support): a flat inner-product index on the GPU against the CPU's.
 
-Models: the embedded SmolLM2-135M folder (results/models/base; built with `python -m smt model` when missing) and
-random weights from the configs in bench/configs/. With --cpu (the default without CUDA; what CI runs) every check
-that a CPU can run runs on a tiny random Llama (bench/configs/llama-tiny.json) in float32.
+Models: the embedded SmolLM2-135M folder (results/models/base/smollm2; built with `python -m smt model` when
+missing) and random weights from the configs in bench/configs/. With --cpu (the default without CUDA; what CI
+runs) every check that a CPU can run runs on a tiny random Llama (bench/configs/llama-tiny.json) in float32.
 
-    python bench/gpu_smoke.py [--cpu] [--base results/models/base] [--only NAME ...] [--out FILE]
+    python bench/gpu_smoke.py [--cpu] [--base results/models/base/smollm2] [--only NAME ...] [--out FILE]
 """
 
 from __future__ import annotations
@@ -169,31 +174,128 @@ def fsdp(ctx: Context) -> dict[str, Any]:
     return {**found, **smoke_train.loads(ws)}
 
 
-@check
-def scorers(ctx: Context) -> dict[str, Any]:
+def demo_questions(n: int) -> tuple[list[dict[str, Any]], list[str]]:
     from smt import benchmarks
-    from smt.eval import scorers as S
     from smt.eval.framing import framed_question
 
     loaded = benchmarks.load("demo", {"source": str(ROOT / "smt/benchmarks/demo")})
     docs = {d["doc_id"]: d for d in loaded.documents}
-    questions = loaded.questions[:8]
-    framed = [framed_question(q["question"], docs.get(q["doc_id"])) for q in questions]
+    questions = [{"status": "ok", **q} for q in loaded.questions[:n]]
+    return questions, [framed_question(q["question"], docs.get(q["doc_id"])) for q in questions]
+
+
+def run_scorers(model_path: str, dtype: str, n: int, max_new_tokens: int) -> dict[str, Any]:
+    """The three multiple-choice scorers as the evaluation stage runs them (closed-book, two worked examples for
+    generate, greedy): per scorer, where it ran and each question's prediction and scores."""
+    from smt.eval import answering
+    from smt.eval import scorers as S
+
+    questions, framed = demo_questions(n)
     passages: list[list] = [[] for _ in questions]
-    model, _ = S.load_model(str(ctx.model))
-    device = str(next(model.parameters()).device)
-    del model
-    loglik = S.score_loglik(str(ctx.model), questions, framed, passages, 8)
-    generated = S.score_generated_choice(str(ctx.model), questions, framed, passages, 8, 32, "smoke")
-    if ctx.gpu and not device.startswith("cuda"):
-        raise AssertionError(f"the scorer's model is on {device}")
+    model = S.Model(model_path, dtype=dtype, batch_size=8)
+    shots = answering.load_shots(ROOT / "smt/prompts/mc_cot_shots.jsonl", 2)
+    found = {}
+    for name in S.SCORERS:
+        if name == "generate":
+            records, where = S.score_generated_choice(
+                model, questions, framed, passages, S.Decoding(max_new_tokens), shots, "smoke"
+            )
+        else:
+            records, where = getattr(S, f"score_{name}")(model, questions, framed, passages)
+        found[name] = {
+            "where": {k: where.get(k) for k in ("device", "dtype")},
+            "predicted": [r["predicted"] for r in records],
+            "scores": [r.get("scores") for r in records],
+            "correct": sum(bool(r["correct"]) for r in records),
+        }
+    return found
+
+
+@check
+def scorers(ctx: Context) -> dict[str, Any]:
+    found = run_scorers(str(ctx.model), ctx.dtype, 8, 32)
+    device = found["letter"]["where"]["device"]
+    if ctx.gpu and not all(f["where"]["device"].startswith("cuda") for f in found.values()):
+        raise AssertionError(f"a scorer did not run on the GPU: {[f['where'] for f in found.values()]}")
     return {
         "device": device,
-        "questions": len(questions),
-        "loglik_correct": sum(r["correct"] for r in loglik),
-        "generate_correct": sum(r["correct"] for r in generated),
-        "generate_unparseable": sum(r["unparseable"] for r in generated),
+        "dtype": found["letter"]["where"]["dtype"],
+        "questions": len(found["letter"]["predicted"]),
+        **{f"{name}_correct": f["correct"] for name, f in found.items()},
+        "generate_unparseable": sum(p is None for p in found["generate"]["predicted"]),
     }
+
+
+SCORERS_SCRIPT = """
+import json, sys
+sys.path.insert(0, sys.argv[5])
+from gpu_smoke import run_scorers
+
+if __name__ == "__main__":
+    print("RESULT " + json.dumps(run_scorers(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
+"""
+
+
+def scorers_in_process(model: Path, dtype: str, cpu: bool, scratch: Path, n: int = 40) -> dict[str, Any]:
+    """run_scorers on n demo questions in a fresh process; with cpu=True it sees no GPU, as a CPU-only evaluation
+    job."""
+    import os
+
+    script = scratch / "scorers_check.py"
+    script.write_text(SCORERS_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if cpu:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    command = [sys.executable, str(script), str(model), dtype, str(n), "64", str(ROOT / "bench")]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env, cwd=ROOT)
+    found = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not found:
+        raise RuntimeError(f"the scorers failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(found[-1][7:])
+
+
+def margin(scores: list[float]) -> float:
+    top = sorted(scores, reverse=True)
+    return top[0] - top[1]
+
+
+def compare(cpu: dict[str, Any], gpu: dict[str, Any]) -> dict[str, Any]:
+    """Per scorer: how many predictions agree, the largest score difference, and the CPU's margin between its two
+    best options on each question where they differ."""
+    out = {}
+    for name, ref in cpu.items():
+        other = gpu[name]
+        differ = [i for i, (a, b) in enumerate(zip(ref["predicted"], other["predicted"], strict=True)) if a != b]
+        entry: dict[str, Any] = {"agree": len(ref["predicted"]) - len(differ), "of": len(ref["predicted"])}
+        entry["correct_cpu"], entry["correct_gpu"] = ref["correct"], other["correct"]
+        if ref["scores"][0] is not None:
+            pairs = zip(ref["scores"], other["scores"], strict=True)
+            entry["max_score_difference"] = max(abs(a - b) for s, t in pairs for a, b in zip(s, t, strict=True))
+            entry["cpu_margins_where_they_differ"] = [round(margin(ref["scores"][i]), 6) for i in differ]
+        out[name] = entry
+    return out
+
+
+@check
+def scorers_gpu_vs_cpu(ctx: Context) -> dict[str, Any]:
+    if not ctx.gpu:
+        raise Skip("no CUDA device: the CPU-against-GPU comparison of the scorers runs on a GPU machine only")
+    cpu = scorers_in_process(ctx.base, "auto", True, ctx.scratch)
+    gpu32 = scorers_in_process(ctx.base, "float32", False, ctx.scratch)
+    gpu16 = scorers_in_process(ctx.base, "auto", False, ctx.scratch)
+    result = {
+        "where": {"cpu": cpu["letter"]["where"], "gpu_float32": gpu32["letter"]["where"]},
+        "float32": compare(cpu, gpu32),
+        "auto": compare(cpu, gpu16),
+    }
+    result["where"]["gpu_auto"] = gpu16["letter"]["where"]
+    if cpu["letter"]["where"]["device"] != "cpu" or not gpu32["letter"]["where"]["device"].startswith("cuda"):
+        raise AssertionError(f"the scorers did not run where asked: {result['where']}")
+    for name in ("letter", "option_loglik"):
+        close_calls = [m for m in result["float32"][name].get("cpu_margins_where_they_differ", []) if m > 1e-3]
+        if close_calls:
+            raise AssertionError(f"{name}: the GPU in float32 disagrees with the CPU beyond near-ties: {result}")
+    return result
 
 
 @check
@@ -288,7 +390,7 @@ def run(ctx: Context, names: list[str]) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cpu", action="store_true", help="tiny models in float32 on the CPU (default without CUDA)")
-    parser.add_argument("--base", default=str(ROOT / "results/models/base"), help="the embedded model folder")
+    parser.add_argument("--base", default=str(ROOT / "results/models/base/smollm2"), help="the embedded model folder")
     parser.add_argument("--only", nargs="+", choices=sorted(CHECKS), help="run only these checks")
     parser.add_argument("--out", default=str(ROOT / "bench/results/gpu_smoke.json"))
     args = parser.parse_args()

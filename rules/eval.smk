@@ -5,12 +5,13 @@
 rule eval_closed_book_base:
     """Score the base model closed-book.
 
-    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
+    Tests: tests/stages/test_evaluate.py, tests/eval/test_scorers.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
     input:
         model=W.input("eval_closed_book_base", "model", PARAMS),  # results/models/base/${roles.student}
         questions="results/data/{benchmark}/questions.parquet",
         documents="results/data/{benchmark}/documents.parquet",
         judge=W.input("eval_closed_book_base", "judge", PARAMS),  # results/models/base/${roles.judge}
+        shots=W.input("eval_closed_book_base", "shots", PARAMS),  # ${eval.generate.shots_file}
         params_stamp="results/.params/eval_closed_book_base/{benchmark}.json",
         code=[
             "smt/__init__.py",
@@ -20,12 +21,14 @@ rule eval_closed_book_base:
             "smt/eval/__init__.py",
             "smt/eval/answering.py",
             "smt/eval/framing.py",
+            "smt/eval/letter.py",
+            "smt/eval/option_loglik.py",
             "smt/eval/questions.py",
             "smt/eval/scorers.py",
             "smt/eval/scores.py",
-            "smt/eval/scoring.py",
             "smt/eval/stats.py",
             "smt/faults.py",
+            "smt/inference.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",
@@ -35,6 +38,7 @@ rule eval_closed_book_base:
             "smt/prompts/free_form_answer.txt",
             "smt/prompts/judge.txt",
             "smt/prompts/mc_cot.txt",
+            "smt/prompts/mc_letter.txt",
             "smt/prompts/option_loglik.txt",
             "smt/prompts/option_loglik_context.txt",
             "smt/stages/__init__.py",
@@ -71,12 +75,13 @@ rule eval_closed_book_base:
 rule eval_rag_base:
     """Score the base model with retrieval.
 
-    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
+    Tests: tests/stages/test_evaluate.py, tests/eval/test_scorers.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
     input:
         model=W.input("eval_rag_base", "model", PARAMS),  # results/models/base/${roles.student}
         questions="results/data/{benchmark}/questions.parquet",
         documents="results/data/{benchmark}/documents.parquet",
         judge=W.input("eval_rag_base", "judge", PARAMS),  # results/models/base/${roles.judge}
+        shots=W.input("eval_rag_base", "shots", PARAMS),  # ${eval.generate.shots_file}
         hits="results/retrieval/{benchmark}/hits.jsonl",
         retrieval_report="results/retrieval/{benchmark}/retrieval_report.json",
         params_stamp="results/.params/eval_rag_base/{benchmark}.json",
@@ -88,12 +93,14 @@ rule eval_rag_base:
             "smt/eval/__init__.py",
             "smt/eval/answering.py",
             "smt/eval/framing.py",
+            "smt/eval/letter.py",
+            "smt/eval/option_loglik.py",
             "smt/eval/questions.py",
             "smt/eval/scorers.py",
             "smt/eval/scores.py",
-            "smt/eval/scoring.py",
             "smt/eval/stats.py",
             "smt/faults.py",
+            "smt/inference.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",
@@ -103,6 +110,7 @@ rule eval_rag_base:
             "smt/prompts/free_form_answer.txt",
             "smt/prompts/judge.txt",
             "smt/prompts/mc_cot.txt",
+            "smt/prompts/mc_letter.txt",
             "smt/prompts/option_loglik.txt",
             "smt/prompts/option_loglik_context.txt",
             "smt/stages/__init__.py",
@@ -139,12 +147,13 @@ rule eval_rag_base:
 rule eval_smt_closed_book:
     """Score the SMT model closed-book.
 
-    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
+    Tests: tests/stages/test_evaluate.py, tests/eval/test_scorers.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
     input:
         model="results/models/smt/{benchmark}/{recipe}/{budget}",
         questions="results/data/{benchmark}/questions.parquet",
         documents="results/data/{benchmark}/documents.parquet",
         judge=W.input("eval_smt_closed_book", "judge", PARAMS),  # results/models/base/${roles.judge}
+        shots=W.input("eval_smt_closed_book", "shots", PARAMS),  # ${eval.generate.shots_file}
         params_stamp="results/.params/eval_smt_closed_book/{benchmark}-{recipe}-{budget}.json",
         code=[
             "smt/__init__.py",
@@ -154,12 +163,14 @@ rule eval_smt_closed_book:
             "smt/eval/__init__.py",
             "smt/eval/answering.py",
             "smt/eval/framing.py",
+            "smt/eval/letter.py",
+            "smt/eval/option_loglik.py",
             "smt/eval/questions.py",
             "smt/eval/scorers.py",
             "smt/eval/scores.py",
-            "smt/eval/scoring.py",
             "smt/eval/stats.py",
             "smt/faults.py",
+            "smt/inference.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",
@@ -169,6 +180,7 @@ rule eval_smt_closed_book:
             "smt/prompts/free_form_answer.txt",
             "smt/prompts/judge.txt",
             "smt/prompts/mc_cot.txt",
+            "smt/prompts/mc_letter.txt",
             "smt/prompts/option_loglik.txt",
             "smt/prompts/option_loglik_context.txt",
             "smt/stages/__init__.py",
@@ -205,12 +217,13 @@ rule eval_smt_closed_book:
 rule eval_smt_rag:
     """Score the SMT model with retrieval.
 
-    Tests: tests/stages/test_evaluate.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
+    Tests: tests/stages/test_evaluate.py, tests/eval/test_scorers.py, tests/eval/test_scoring.py, tests/faults/test_kill_points.py."""
     input:
         model="results/models/smt/{benchmark}/{recipe}/{budget}",
         questions="results/data/{benchmark}/questions.parquet",
         documents="results/data/{benchmark}/documents.parquet",
         judge=W.input("eval_smt_rag", "judge", PARAMS),  # results/models/base/${roles.judge}
+        shots=W.input("eval_smt_rag", "shots", PARAMS),  # ${eval.generate.shots_file}
         hits="results/retrieval/{benchmark}/hits.jsonl",
         retrieval_report="results/retrieval/{benchmark}/retrieval_report.json",
         params_stamp="results/.params/eval_smt_rag/{benchmark}-{recipe}-{budget}.json",
@@ -222,12 +235,14 @@ rule eval_smt_rag:
             "smt/eval/__init__.py",
             "smt/eval/answering.py",
             "smt/eval/framing.py",
+            "smt/eval/letter.py",
+            "smt/eval/option_loglik.py",
             "smt/eval/questions.py",
             "smt/eval/scorers.py",
             "smt/eval/scores.py",
-            "smt/eval/scoring.py",
             "smt/eval/stats.py",
             "smt/faults.py",
+            "smt/inference.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",
@@ -237,6 +252,7 @@ rule eval_smt_rag:
             "smt/prompts/free_form_answer.txt",
             "smt/prompts/judge.txt",
             "smt/prompts/mc_cot.txt",
+            "smt/prompts/mc_letter.txt",
             "smt/prompts/option_loglik.txt",
             "smt/prompts/option_loglik_context.txt",
             "smt/stages/__init__.py",

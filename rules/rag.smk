@@ -5,7 +5,7 @@
 rule rag_index:
     """Chunk the documents and build BM25 (rank-bm25) and dense (faiss) indexes.
 
-    Tests: tests/rag/test_retrieval.py, tests/pipeline/test_builds.py, tests/faults/test_kill_points.py."""
+    Tests: tests/rag/test_retrieval.py, tests/rag/test_embedding.py, tests/pipeline/test_builds.py, tests/faults/test_kill_points.py."""
     input:
         documents="results/data/{benchmark}/documents.parquet",
         params_stamp="results/.params/rag_index/{benchmark}.json",
@@ -13,6 +13,7 @@ rule rag_index:
             "smt/__init__.py",
             "smt/artifacts.py",
             "smt/faults.py",
+            "smt/inference.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",
@@ -47,7 +48,7 @@ rule rag_index:
 rule retrieve:
     """Retrieve (and optionally rerank) the chunks for every question once, for both RAG conditions.
 
-    Tests: tests/rag/test_retrieval.py, tests/pipeline/test_builds.py."""
+    Tests: tests/rag/test_retrieval.py, tests/rag/test_rerank.py, tests/pipeline/test_builds.py."""
     input:
         index="results/index/{benchmark}",
         questions="results/data/{benchmark}/questions.parquet",
@@ -59,13 +60,17 @@ rule retrieve:
             "smt/artifacts.py",
             "smt/eval/__init__.py",
             "smt/eval/framing.py",
+            "smt/eval/letter.py",
             "smt/faults.py",
+            "smt/inference.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",
             "smt/pipeline/params.py",
             "smt/pipeline/provenance.py",
             "smt/prompts/__init__.py",
+            "smt/prompts/mc_letter.txt",
+            "smt/prompts/rerank_causal_lm.txt",
             "smt/prompts/rerank_llm.txt",
             "smt/rag/__init__.py",
             "smt/rag/chunks.py",

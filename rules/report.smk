@@ -48,7 +48,7 @@ rule scaling:
 rule report:
     """The results page: scores with intervals, scaling figures and compute, as markdown and HTML.
 
-    Tests: tests/pipeline/test_builds.py, tests/pipeline/test_rebuild.py."""
+    Tests: tests/eval/test_report.py, tests/pipeline/test_builds.py, tests/pipeline/test_rebuild.py."""
     input:
         scores_closed_book_base=W.input("report", "scores_closed_book_base", PARAMS),  # results/scores/{benchmark}/closed_book_base.json
         scores_rag_base=W.input("report", "scores_rag_base", PARAMS),  # results/scores/{benchmark}/rag_base.json

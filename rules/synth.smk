@@ -14,6 +14,7 @@ rule synth_qa_shard:
             "smt/__init__.py",
             "smt/artifacts.py",
             "smt/faults.py",
+            "smt/inference.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",
@@ -39,6 +40,7 @@ rule synth_qa_shard:
             "smt/synth/job.py",
             "smt/synth/journal.py",
             "smt/synth/rounds.py",
+            "smt/synth/sections.py",
             "smt/synth/shard.py",
         ],
     output:
@@ -66,7 +68,7 @@ rule synth_qa_shard:
 rule synth_qa:
     """Generate open-ended synthetic QAs (question, answer with explanation) per document.
 
-    Tests: tests/synth/test_engine.py, tests/synth/test_pool.py, tests/synth/test_layout.py, tests/faults/test_kill_points.py, tests/faults/test_flaky_endpoint.py."""
+    Tests: tests/synth/test_engine.py, tests/synth/test_sections.py, tests/synth/test_pool.py, tests/synth/test_layout.py, tests/faults/test_kill_points.py, tests/faults/test_flaky_endpoint.py."""
     input:
         model=W.input("synth_qa", "model", PARAMS),  # results/models/base/${roles.generator}
         documents="results/data/{benchmark}/documents.parquet",
@@ -76,6 +78,7 @@ rule synth_qa:
             "smt/__init__.py",
             "smt/artifacts.py",
             "smt/faults.py",
+            "smt/inference.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",
@@ -101,6 +104,7 @@ rule synth_qa:
             "smt/synth/job.py",
             "smt/synth/journal.py",
             "smt/synth/rounds.py",
+            "smt/synth/sections.py",
             "smt/synth/shard.py",
         ],
     output:
@@ -134,6 +138,7 @@ rule synth_docs_shard:
             "smt/__init__.py",
             "smt/artifacts.py",
             "smt/faults.py",
+            "smt/inference.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",
@@ -159,6 +164,7 @@ rule synth_docs_shard:
             "smt/synth/job.py",
             "smt/synth/journal.py",
             "smt/synth/rounds.py",
+            "smt/synth/sections.py",
             "smt/synth/shard.py",
             "smt/prompts/{generator}.txt",
             "smt/synth/generators/{generator}.py",
@@ -188,7 +194,7 @@ rule synth_docs_shard:
 rule synth_docs:
     """Generate synthetic documents with one generator (Active Reading, Focal Rewriting, WRAP, EntiGraph).
 
-    Tests: tests/synth/test_engine.py, tests/synth/test_pool.py, tests/synth/test_layout.py."""
+    Tests: tests/synth/test_engine.py, tests/synth/test_sections.py, tests/synth/test_pool.py, tests/synth/test_layout.py."""
     input:
         model=W.input("synth_docs", "model", PARAMS),  # results/models/base/${roles.generator}
         documents="results/data/{benchmark}/documents.parquet",
@@ -199,6 +205,7 @@ rule synth_docs:
             "smt/__init__.py",
             "smt/artifacts.py",
             "smt/faults.py",
+            "smt/inference.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",
@@ -224,6 +231,7 @@ rule synth_docs:
             "smt/synth/job.py",
             "smt/synth/journal.py",
             "smt/synth/rounds.py",
+            "smt/synth/sections.py",
             "smt/synth/shard.py",
             "smt/prompts/{generator}.txt",
             "smt/synth/generators/{generator}.py",
@@ -301,6 +309,7 @@ rule synth_audit:
         code=[
             "smt/__init__.py",
             "smt/artifacts.py",
+            "smt/inference.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",

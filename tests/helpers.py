@@ -147,3 +147,20 @@ class BackgroundBuild:
             self.proc.wait()
         if not keep:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def tiny_llama(folder: Path, tokenizer_from: Path) -> Path:
+    """A randomly initialized two-layer Llama with the tokenizer of `tokenizer_from` (the embedded model's, or any
+    other), saved as a local folder."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_from)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -1,8 +1,10 @@
 """Generated answers and how they are read: the generation scorer, free-form answers, the judge, numbers.
 
-Multiple choice (EntiGraph's protocol): the question is framed with the document's title, author and year, the
-model sees few-shot chain-of-thought examples (smt/prompts/mc_cot.txt), writes its reasoning and ends with
-`Answer: X.`; an output without a parseable letter counts as wrong and is counted as unparseable, never guessed.
+Multiple choice (`generate`): the question, framed with the document's title, author and year as EntiGraph frames
+QuALITY questions, follows k worked examples (`eval.generate.shots` of the file `eval.generate.shots_file`,
+each a question, its choices, a chain of thought and `Answer: X.`; the layout is smt/prompts/mc_cot.txt); the
+model writes its reasoning and ends with `Answer: X.`. An output without a parseable letter is counted as
+unparseable (and wrong in the accuracy; the accuracy over attempted answers leaves it out), never guessed.
 
 Free-form (FinanceBench): the model answers in words; an LLM judge compares the answer with the gold answer
 (smt/prompts/judge.txt, verdict parsed from `Verdict: correct|incorrect`), and a deterministic check compares
@@ -11,17 +13,20 @@ the numbers when the gold answer has one.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from smt import prompts
+from smt.eval.letter import choices_block, context_block, letters
 from smt.synth.generation import Request
 
 MC_PROMPT = "mc_cot"
 ANSWER_PROMPT = "free_form_answer"
 JUDGE_PROMPT = "judge"
-CONTEXT_HEADER = "Excerpts from the documents:\n"
 _CHOICE = re.compile(r"Answer:\s*\(?([A-Z])\)?(?![A-Za-z])")
 _VERDICT = re.compile(r"Verdict:\s*\**\s*(correct|incorrect)\b", re.IGNORECASE)
 _NUMBER = re.compile(
@@ -30,20 +35,60 @@ _NUMBER = re.compile(
 SCALES = {"thousand": 1e3, "million": 1e6, "mn": 1e6, "billion": 1e9, "bn": 1e9}
 
 
-def context_block(passages: Sequence[str]) -> str:
-    return CONTEXT_HEADER + "\n\n".join(passages) + "\n\n" if passages else ""
+SHOT_FIELDS = {"question": str, "choices": list, "thought": str, "answer": str}
 
 
-def choices_block(options: Sequence[str]) -> str:
-    return "\n".join(f"{chr(65 + i)}. {option}" for i, option in enumerate(options))
+def load_shots(path: str | Path, k: int) -> list[dict[str, Any]]:
+    """The first k worked examples of a JSONL file; a malformed line is an error naming the file, the line and
+    the field."""
+    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    if k > len(lines):
+        raise ValueError(f"{path}: eval.generate.shots = {k}, but the file holds {len(lines)} examples")
+    shots = []
+    for number, line in enumerate(lines[:k], 1):
+        where = f"{path}: record line {number}"
+        try:
+            shot = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not JSON ({exc.msg})") from None
+        for field, kind in SHOT_FIELDS.items():
+            if not isinstance(shot, dict) or not isinstance(shot.get(field), kind) or not shot[field]:
+                raise ValueError(f"{where}: field '{field}' must be a non-empty {kind.__name__}")
+        if not all(isinstance(c, str) and c for c in shot["choices"]) or len(shot["choices"]) < 2:
+            raise ValueError(f"{where}: field 'choices' must list at least two non-empty strings")
+        if shot["answer"] not in letters(len(shot["choices"])):
+            raise ValueError(f"{where}: field 'answer' = {shot['answer']!r} is not a letter of its choices")
+        shots.append(shot)
+    return shots
 
 
-def mc_request(key: str, framed_question: str, options: Sequence[str], passages: Sequence[str] = ()) -> Request:
-    """The chain-of-thought request for one multiple-choice question (greedy decoding: seed unused)."""
-    content = prompts.load(MC_PROMPT).format(
+def mc_content(framed_question: str, options: Sequence[str], passages: Sequence[str], shots: Sequence[dict]) -> str:
+    """The instruction, the worked examples, then the question (smt/prompts/mc_cot.txt)."""
+    parts = prompts.sections(MC_PROMPT)
+    examples = "".join(
+        parts["shot"].format(
+            question=s["question"], choices=choices_block(s["choices"]), thought=s["thought"], answer=s["answer"]
+        )
+        + "\n"
+        for s in shots
+    )
+    question = parts["question"].format(
         context=context_block(passages), question=framed_question, choices=choices_block(options)
     )
-    return Request(key, [{"role": "user", "content": content}], seed=0, prefill="Thought process:")
+    return parts["instruction"] + "\n" + examples + question
+
+
+def mc_request(
+    key: str,
+    framed_question: str,
+    options: Sequence[str],
+    passages: Sequence[str] = (),
+    shots: Sequence[dict] = (),
+    seed: int = 0,
+) -> Request:
+    """The chain-of-thought request for one multiple-choice question (the seed matters when sampling)."""
+    content = mc_content(framed_question, options, passages, shots)
+    return Request(key, [{"role": "user", "content": content}], seed=seed, prefill="Thought process:")
 
 
 def parse_choice(text: str, n_options: int) -> str | None:

@@ -1,7 +1,9 @@
 """The results page, as the paper reports it: per benchmark, the base model closed-book and with RAG, then each
-recipe's model closed-book and with RAG (largest budget), with 95% intervals and the gain over RAG; a summary
-of how many benchmarks each recipe beats RAG on; the scaling figures; and the compute spent (C = 2MD + 6ND).
-Markdown (results/report.md) and a self-contained HTML page."""
+recipe's model closed-book and with RAG (largest budget), with 95% intervals and the gains over RAG; a summary
+of how many benchmarks each recipe beats RAG on; every trained model (each recipe and token budget) with its
+gains over RAG; the accuracy and interval of every scorer run on every condition (`eval.scorer` and
+`eval.extra_scorers`), with chance and, for generated answers, the accuracy over attempted answers; the scaling
+figures; and the compute spent (C = 2MD + 6ND). Markdown (results/report.md) and a self-contained HTML page."""
 
 from __future__ import annotations
 
@@ -15,8 +17,11 @@ from smt.eval.conditions import CONDITIONS, LEGEND
 from smt.train.compute import parameter_count
 
 SCORER_NOTES = {
-    "loglik": "each option scored by the mean log-probability of its tokens as the answer; the likeliest wins",
-    "generate": "chain of thought with few-shot examples, the letter parsed from 'Answer: X.' (none = wrong)",
+    "letter": "the options listed with letters; the letter the model gives the most probability wins (chance 1/k)",
+    "option_loglik": "each option's text scored by the mean log-probability of its tokens as the answer to the bare "
+    "question (cloze); the likeliest wins",
+    "generate": "k-shot chain of thought, the letter parsed from 'Answer: X.' (none = wrong; the accuracy over "
+    "attempted answers leaves those out)",
     "judge": "free-form answer graded against the gold answer by an LLM judge",
 }
 
@@ -24,14 +29,26 @@ SCORER_NOTES = {
 Table = list[list[str]]
 
 
-def load_scores(paths: list[str]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """(benchmark, recipe or 'base', condition) -> score record; an SMT recipe's entry is its model trained on
-    the largest token budget (the scaling figure shows every budget)."""
-    scores: dict[tuple[str, str, str], dict[str, Any]] = {}
+def load_all(paths: list[str]) -> list[dict[str, Any]]:
+    """Every score record, in the order given; a record of an unknown condition is an error naming its file."""
+    records = []
     for path in paths:
         record = io.read_json(path)
         if record.get("condition") not in CONDITIONS:
             raise ValueError(f"{path}: holds condition {record.get('condition')!r}, expected one of {CONDITIONS}")
+        records.append(record)
+    return records
+
+
+def load_scores(paths: list[str]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(benchmark, recipe or 'base', condition) -> score record; an SMT recipe's entry is its model trained on
+    the largest token budget (the scaling figure shows every budget)."""
+    return largest_budget(load_all(paths))
+
+
+def largest_budget(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    scores: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for record in records:
         key = (record["benchmark"], record.get("recipe") or "base", record["condition"])
         if key not in scores or (record.get("budget") or 0) > (scores[key].get("budget") or 0):
             scores[key] = record
@@ -45,31 +62,113 @@ def cell(record: dict[str, Any] | None, decimals: int) -> str:
     return f"{pct(record['accuracy'])}% [{pct(record['ci_low'])}, {pct(record['ci_high'])}] (n={record['n']})"
 
 
+def gain(record: dict[str, Any] | None, rag: dict[str, Any] | None, decimals: int) -> str:
+    """Accuracy minus the base model's with RAG, in points."""
+    return f"{100 * (record['accuracy'] - rag['accuracy']):+.{decimals}f}" if record and rag else "n/a"
+
+
 Wins = dict[str, dict[str, list[str]]]
 
 
 def tables(
     scores: dict[tuple[str, str, str], dict[str, Any]], recipes: dict[str, dict[str, float]], decimals: int
 ) -> tuple[dict[str, Table], Wins]:
-    """Per benchmark: rows of (model, closed-book, with RAG, gain over RAG), and per recipe the benchmarks on
-    which its closed-book and its RAG accuracy beat the base model's RAG accuracy."""
+    """Per benchmark: rows of (model, closed-book, with RAG, gain over RAG closed-book, gain over RAG with RAG),
+    and per recipe the benchmarks on which its closed-book and its RAG accuracy beat the base model's RAG
+    accuracy."""
     found: dict[str, Table] = {}
     wins: Wins = {r: {"closed_book": [], "rag": []} for r in recipes}
     for benchmark in dict.fromkeys(b for b, _, _ in scores):
         rag = scores.get((benchmark, "base", "rag_base"))
-        rows = [["base", cell(scores.get((benchmark, "base", "closed_book_base")), decimals), cell(rag, decimals), ""]]
+        base = scores.get((benchmark, "base", "closed_book_base"))
+        rows = [["base", cell(base, decimals), cell(rag, decimals), gain(base, rag, decimals), ""]]
         for recipe, shares in recipes.items():
             closed = scores.get((benchmark, recipe, "smt_closed_book"))
             with_rag = scores.get((benchmark, recipe, "smt_rag"))
             budget = (closed or with_rag or {}).get("budget")
             mix = ", ".join(f"{stream} {share:g}" for stream, share in shares.items())
-            gain = f"{100 * (closed['accuracy'] - rag['accuracy']):+.{decimals}f}" if closed and rag else "n/a"
-            rows.append([f"{recipe} ({mix}; {budget} tokens)", cell(closed, decimals), cell(with_rag, decimals), gain])
+            rows.append(
+                [
+                    f"{recipe} ({mix}; {budget} tokens)",
+                    cell(closed, decimals),
+                    cell(with_rag, decimals),
+                    gain(closed, rag, decimals),
+                    gain(with_rag, rag, decimals),
+                ]
+            )
             for kind, record in (("closed_book", closed), ("rag", with_rag)):
                 if record and rag and record["accuracy"] > rag["accuracy"]:
                     wins[recipe][kind].append(benchmark)
         found[benchmark] = rows
     return found, wins
+
+
+MODEL_HEADER = ["benchmark", "recipe", "token budget", "closed-book", "gain over RAG", "with RAG", "gain over RAG"]
+
+
+def model_rows(records: list[dict[str, Any]], decimals: int) -> Table:
+    """Every trained model (each recipe and token budget) on each benchmark: its closed-book and RAG accuracy, each
+    with its gain over the base model's RAG accuracy."""
+    rag = {r["benchmark"]: r for r in records if r["condition"] == "rag_base"}
+    trained: dict[tuple[str, str, int], dict[str, dict[str, Any]]] = {}
+    for r in records:
+        if r["condition"] in ("smt_closed_book", "smt_rag"):
+            trained.setdefault((r["benchmark"], r["recipe"], r.get("budget") or 0), {})[r["condition"]] = r
+    rows = []
+    for (benchmark, recipe, budget), found in sorted(trained.items()):
+        closed, with_rag, base = found.get("smt_closed_book"), found.get("smt_rag"), rag.get(benchmark)
+        rows.append(
+            [
+                benchmark,
+                recipe,
+                str(budget),
+                cell(closed, decimals),
+                gain(closed, base, decimals),
+                cell(with_rag, decimals),
+                gain(with_rag, base, decimals),
+            ]
+        )
+    return rows
+
+
+SCORER_HEADER = ["benchmark", "model", "condition", "scorer", "accuracy", "chance", "attempted", "where"]
+
+
+def model_name(record: dict[str, Any]) -> str:
+    return "base" if not record.get("recipe") else f"{record['recipe']} ({record.get('budget')} tokens)"
+
+
+def scorer_rows(records: list[dict[str, Any]], decimals: int) -> Table:
+    """Every scorer run on every condition (a score file's `scorers`; an older file without them, its one scorer):
+    accuracy with its interval, chance (multiple choice), the accuracy over attempted answers with the count of
+    unparseable ones (generated answers), and the device and dtype it ran on."""
+    pct = lambda v: f"{100 * v:.{decimals}f}%"  # noqa: E731
+    rows = []
+    order = {c: i for i, c in enumerate(CONDITIONS)}
+    ranked = sorted(records, key=lambda r: (r["benchmark"], r.get("recipe") or "", r.get("budget") or 0,
+                                            order[r["condition"]]))  # fmt: skip
+    for record in ranked:
+        for name, result in (record.get("scorers") or {record.get("scorer", "?"): record}).items():
+            attempted = ""
+            if "attempted" in result:
+                share = result.get("accuracy_attempted")
+                attempted = (f"{pct(share)} of {result['attempted']}" if share is not None else "none") + (
+                    f" ({result.get('unparseable', 0)} unparseable)"
+                )
+            where = " ".join(str(result[k]) for k in ("device", "dtype") if result.get(k))
+            rows.append(
+                [
+                    record["benchmark"],
+                    model_name(record),
+                    record["condition"],
+                    name,
+                    cell(result, decimals),
+                    pct(result["chance"]) if result.get("chance") is not None else "",
+                    attempted,
+                    where,
+                ]
+            )
+    return rows
 
 
 def summary(wins: Wins, benchmarks: int) -> list[str]:
@@ -125,23 +224,37 @@ def fit_lines(item: dict[str, Any]) -> list[str]:
     return lines
 
 
-HEADER = ["model", "closed-book", "with RAG", "gain over RAG (closed-book, points)"]
+HEADER = ["model", "closed-book", "with RAG", "gain over RAG (closed-book, points)", "gain over RAG (with RAG, points)"]
 NOTE = (
     "Accuracy: percent, [95% bootstrap interval], (questions scored). Each recipe's model is the one trained on the "
-    "largest token budget (the scaling figures show every budget); the gain is its closed-book accuracy minus the "
-    "base model's with RAG."
+    "largest token budget (the scaling figures show every budget; the table of trained models lists each); a gain is "
+    "its accuracy (closed-book, or with RAG) minus the base model's with RAG, in points."
 )
 
 
+def md_table(header: list[str], rows: Table) -> list[str]:
+    align = "|---|" + "---:|" * (len(header) - 1)
+    return ["| " + " | ".join(header) + " |", align, *("| " + " | ".join(r) + " |" for r in rows)]
+
+
 def markdown(
-    found: dict[str, Table], lines: list[str], scorers: list[str], figures: list[dict[str, Any]], flops: dict
+    found: dict[str, Table],
+    lines: list[str],
+    scorers: list[str],
+    figures: list[dict[str, Any]],
+    flops: dict,
+    models: Table | None = None,
+    by_scorer: Table | None = None,
 ) -> str:
     out = ["# Synthetic Mixed Training: results", "", NOTE, ""]
     for benchmark, rows in found.items():
-        out += [f"## {benchmark}", "", "| " + " | ".join(HEADER) + " |", "|---|---:|---:|---:|"]
-        out += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+        out += [f"## {benchmark}", "", *md_table(HEADER, rows), ""]
     out += ["## Summary", "", *(f"- {line}" for line in lines), ""]
     out += ["Scorer: " + "; ".join(f"{s} ({SCORER_NOTES.get(s, 'see smt/eval/scorers.py')})" for s in scorers) + "."]
+    if models:
+        out += ["", "## Every trained model against RAG (base)", "", *md_table(MODEL_HEADER, models)]
+    if by_scorer:
+        out += ["", "## Every scorer run", "", *md_table(SCORER_HEADER, by_scorer)]
     out += ["", "Conditions:", "", *(f"- **{c}**: {LEGEND[c]}" for c in CONDITIONS), "", "## Scaling", ""]
     for item in figures:
         rel = Path(item["figure"]).relative_to("results").as_posix()
@@ -157,16 +270,28 @@ def markdown(
     return "\n".join(out) + "\n"
 
 
-def html_page(found: dict[str, Table], lines: list[str], figures: list[dict[str, Any]], flops: dict) -> str:
+def html_table(header: list[str], rows: Table) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def html_page(
+    found: dict[str, Table],
+    lines: list[str],
+    figures: list[dict[str, Any]],
+    flops: dict,
+    models: Table | None = None,
+    by_scorer: Table | None = None,
+) -> str:
     """One self-contained page (figures inlined), for a browser or a CI artifact."""
     esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in HEADER)
-    sections = "".join(
-        f"<h2>{esc(b)}</h2><table><tr>{head}</tr>"
-        + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
-        + "</table>"
-        for b, rows in found.items()
-    )
+    sections = "".join(f"<h2>{esc(b)}</h2>{html_table(HEADER, rows)}" for b, rows in found.items())
+    if models:
+        sections += f"<h2>Every trained model against RAG (base)</h2>{html_table(MODEL_HEADER, models)}"
+    if by_scorer:
+        sections += f"<h2>Every scorer run</h2>{html_table(SCORER_HEADER, by_scorer)}"
     images = "".join(
         f"<h3>{esc(f['benchmark'])}</h3><img alt='scaling' src='data:image/png;base64,"
         f"{base64.b64encode(Path(f['figure']).read_bytes()).decode()}'>"

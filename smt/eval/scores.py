@@ -1,5 +1,6 @@
 """A score file's numbers: accuracy with its 95% bootstrap interval, n, correct, per-status accuracies where
-some questions lack their document, and the counts of unparseable outputs and ties."""
+some questions lack their document, the counts of unparseable outputs and ties, the accuracy over attempted
+answers (generated answers: those with a parseable letter) and chance (multiple choice: the mean of 1/k)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,15 @@ def summarize(records: list[dict[str, Any]], resamples: int, seed: int) -> dict[
         summary["unparseable"] = sum(r["unparseable"] for r in records)
     if "tie" in records[0]:
         summary["ties"] = sum(r["tie"] for r in records)
+    if "predicted" in records[0] and "unparseable" in records[0]:  # generated multiple-choice answers
+        attempted = [r for r in records if not r["unparseable"]]
+        summary["attempted"] = len(attempted)
+        if attempted:
+            block = accuracy_block(attempted, resamples, seed)
+            summary["accuracy_attempted"] = block["accuracy"]
+            summary["ci_attempted"] = [block["ci_low"], block["ci_high"]]
+        else:
+            summary["accuracy_attempted"] = None
     if "numeric_match" in records[0]:
         numeric = [r["numeric_match"] for r in records if r["numeric_match"] is not None]
         summary["numeric_match_accuracy"] = sum(numeric) / len(numeric) if numeric else None

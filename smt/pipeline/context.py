@@ -40,14 +40,16 @@ class StageContext:
         return int(self.axes["budget"])
 
     def p(self, key: str) -> Any:
-        """A params value; only keys the stage declares may be read, so the registry stays truthful."""
+        """A params value; only keys the stage declares may be read, so the registry stays truthful. A key may
+        name its model through a role, as the stage declares it (`models.${roles.student}.chat_template_kwargs`)."""
+        key = ST.resolve_key(key, self.params)
         if not any(key == k or key.startswith(k + ".") for k in self.keys):
             raise KeyError(f"stage '{self.stage.name}' reads '{key}' but does not declare it (smt/pipeline/stages.py)")
         return P.get(self.params, key)
 
     @property
     def keys(self) -> tuple[str, ...]:
-        return self.stage.keys(self.axes)
+        return self.stage.keys(self.axes, self.params)
 
     def input(self, name: str) -> str:
         (path,) = self.inputs[name]

@@ -72,7 +72,7 @@ def _stage_body(st: ST.Stage, params: dict[str, Any], fixed: dict[str, str]) -> 
     body: dict[str, Any] = {
         "cmd": st.command(marks),
         "deps": deps,
-        "params": list(st.keys(marks)),
+        "params": list(st.keys(marks, params)),
     }
     # Every output is cached, metrics and manifests too: results/ is not in git, so a DVC remote must carry all
     # of them for `dvc pull` in a fresh clone to restore a complete, up-to-date workspace.

@@ -109,7 +109,7 @@ def changed_instances(old: dict[str, Any], new: dict[str, Any]) -> set[str]:
     old_targets, new_targets = targets.texts(old), targets.texts(new)
 
     def values(st: Stage, ax: dict[str, str], params: dict[str, Any], found: dict[str, str]) -> Any:
-        return P.subset(params, st.keys(ax)), [found.get(p) for p in st.derived(ax)]
+        return P.subset(params, st.keys(ax, params)), [found.get(p) for p in st.derived(ax)]
 
     before = {instance_id(st, ax): values(st, ax, old, old_targets) for st in STAGES for ax in instances(st, old)}
     return {
@@ -131,7 +131,7 @@ def readers_of_key(params: dict[str, Any], key: str) -> set[str]:
         instance_id(st, ax)
         for st in STAGES
         for ax in instances(st, params)
-        if any(related_keys(k, key) for k in st.keys(ax))
+        if any(related_keys(k, key) for k in st.keys(ax, params))
     }
 
 

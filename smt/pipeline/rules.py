@@ -87,8 +87,8 @@ def fingerprint(stage: str, params: dict[str, Any]) -> Any:
     """The hash of the params values a job reads (a function of the wildcards for per-axis keys)."""
     st = S.stage(stage)
     if st.axes:
-        return lambda wildcards: P.fingerprint(params, st.keys(dict(wildcards)))
-    return P.fingerprint(params, st.keys({}))
+        return lambda wildcards: P.fingerprint(params, st.keys(dict(wildcards), params))
+    return P.fingerprint(params, st.keys({}, params))
 
 
 def final_targets(params: dict[str, Any]) -> list[str]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from smt.pipeline import derived, externals, targets
+from smt.pipeline import params as P
 
 # Each axis fans stages out over the values of a params key: the models, the benchmarks, the document
 # generators, the recipes (which streams a model learns from) and the token budgets.
@@ -83,11 +85,14 @@ class Stage:
         """The files its code dependencies are computed from."""
         return (f"smt/stages/{self.module or self.name}.py", *self.entry)
 
-    def keys(self, axes: dict[str, str]) -> tuple[str, ...]:
+    def keys(self, axes: dict[str, str], params: dict[str, Any] | None = None) -> tuple[str, ...]:
         """The params keys one instance reads: `{axis}` placeholders (e.g. `benchmarks.{benchmark}`) filled in,
-        plus the key listing the values of every other axis its inputs range over (the report reads every
-        benchmark's scores, so it reads `benchmarks`: dropping one changes what it reads)."""
-        return tuple(k.format_map(axes) for k in self.params) + tuple(AXIS_VALUES_KEY[a] for a in self.fan_in_axes)
+        `${dotted.key}` references resolved against params (`models.${roles.student}.chat_template_kwargs`: the
+        student's entry, whichever model that is), plus the key listing the values of every other axis its
+        inputs range over (the report reads every benchmark's scores, so it reads `benchmarks`: dropping one
+        changes what it reads)."""
+        own = [resolve_key(k, params).format_map(axes) for k in self.params]  # two roles may name one model
+        return tuple(dict.fromkeys(own)) + tuple(AXIS_VALUES_KEY[a] for a in self.fan_in_axes)
 
     @property
     def fan_in_axes(self) -> tuple[str, ...]:
@@ -105,6 +110,15 @@ class Stage:
         parts = ["python -m smt", self.name]
         parts += [f"--{axis} {placeholders[axis]}" for axis in self.axes]
         return " ".join(parts)
+
+
+def resolve_key(key: str, params: dict[str, Any] | None) -> str:
+    """A declared key with its `${dotted.key}` references replaced by their values in params."""
+    if not PARAM_REFS.search(key):
+        return key
+    if params is None:
+        raise ValueError(f"params key {key!r} refers to other keys: resolving it needs the params")
+    return PARAM_REFS.sub(lambda m: str(P.get(params, m.group(1))), key)
 
 
 def external_inputs(*names: str) -> dict[str, str]:

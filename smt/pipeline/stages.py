@@ -29,13 +29,20 @@ INDEX = "results/index/{benchmark}"
 SCORE = "results/scores/{benchmark}/{condition}.json"
 SMT_SCORE = "results/scores/{benchmark}/{recipe}/{budget}/{condition}.json"
 
+MODEL_KEYS = ("source", "id", "package", "gguf_file", "path", "dtype")
+GENERATOR_CHAT = "models.${roles.generator}.chat_template_kwargs"  # the chat-template variables of a role's model
+STUDENT_CHAT = "models.${roles.student}.chat_template_kwargs"
+JUDGE_CHAT = "models.${roles.judge}.chat_template_kwargs"
 GENERATION_KEYS = (
+    GENERATOR_CHAT,
     "generation.backend",
     "generation.batch_size",
     "generation.dtype",
     "generation.shards",
     "generation.target_margin",
     "generation.max_rounds",
+    "generation.section_by",
+    "generation.section_tokens",
     "generation.vllm",
     "generation.http",
 )
@@ -45,11 +52,17 @@ CONTAMINATION = "results/synth/{benchmark}/contamination.json"
 EVAL_KEYS = (
     "seed",
     "eval.scorer",
+    "eval.extra_scorers",
+    "eval.dtype",
+    "eval.backend",
     "eval.max_questions",
     "eval.batch_size",
     "eval.max_new_tokens",
+    "eval.generate",
     "eval.bootstrap_resamples",
     "roles.judge",
+    STUDENT_CHAT,  # the trained model is the student's, with its chat template
+    JUDGE_CHAT,
 )
 HITS = "results/retrieval/{benchmark}/hits.jsonl"
 RETRIEVAL_REPORT = "results/retrieval/{benchmark}/retrieval_report.json"
@@ -82,6 +95,7 @@ def _eval_stage(condition: str) -> Stage:
     inputs = {"model": SMT_MODEL if smt else STUDENT, "questions": QUESTIONS, "documents": DOCUMENTS}
     score = score_path(condition)
     inputs["judge"] = JUDGE  # grades free-form answers
+    inputs["shots"] = "${eval.generate.shots_file}"  # the generate scorer's worked examples
     if rag:
         inputs["hits"] = HITS
         inputs["retrieval_report"] = RETRIEVAL_REPORT  # summarized in the score file
@@ -96,7 +110,12 @@ def _eval_stage(condition: str) -> Stage:
         },
         params=EVAL_KEYS if smt else (*EVAL_KEYS, "roles.student"),
         module="evaluate",
-        tests=("tests/stages/test_evaluate.py", "tests/eval/test_scoring.py", "tests/faults/test_kill_points.py"),
+        tests=(
+            "tests/stages/test_evaluate.py",
+            "tests/eval/test_scorers.py",
+            "tests/eval/test_scoring.py",
+            "tests/faults/test_kill_points.py",
+        ),
         resources={"mem_mb": 4000, "runtime": 30, "gpu": 0},
         threads=2,
         heavy=True,
@@ -111,7 +130,9 @@ STAGES: tuple[Stage, ...] = (
         axes=("model",),
         inputs=external_inputs("models.{model}"),
         outputs={"model": _out(BASE_MODEL, directory=True)},
-        params=("models.{model}",),
+        # every key of the entry but chat_template_kwargs: those shape prompts, not the weights, and are read by
+        # the stages that apply the model's chat template
+        params=tuple(f"models.{{model}}.{key}" for key in MODEL_KEYS),
         resources={"mem_mb": 4000, "runtime": 20, "gpu": 0},
         env="train",
         tests=("tests/pipeline/test_builds.py",),
@@ -163,6 +184,7 @@ STAGES: tuple[Stage, ...] = (
         env="generate",
         tests=(
             "tests/synth/test_engine.py",
+            "tests/synth/test_sections.py",
             "tests/synth/test_pool.py",
             "tests/synth/test_layout.py",
             "tests/faults/test_kill_points.py",
@@ -197,7 +219,12 @@ STAGES: tuple[Stage, ...] = (
         threads=2,
         heavy=True,
         env="generate",
-        tests=("tests/synth/test_engine.py", "tests/synth/test_pool.py", "tests/synth/test_layout.py"),
+        tests=(
+            "tests/synth/test_engine.py",
+            "tests/synth/test_sections.py",
+            "tests/synth/test_pool.py",
+            "tests/synth/test_layout.py",
+        ),
     ),
     Stage(
         name="synth_contamination",
@@ -275,12 +302,26 @@ STAGES: tuple[Stage, ...] = (
         axes=("benchmark",),
         inputs={"documents": DOCUMENTS, **external_inputs("rag.embedding_model")},
         outputs={"index": _out(INDEX, directory=True)},
-        params=("rag.chunk_unit", "rag.chunk_size", "rag.chunk_overlap", "rag.prepend_metadata", "rag.embedding_model"),
+        params=(
+            "rag.chunk_unit",
+            "rag.chunk_size",
+            "rag.chunk_overlap",
+            "rag.prepend_metadata",
+            "rag.embedding_model",
+            "rag.embedding_document_prompt",
+            "rag.embedding_batch_size",
+            "rag.dtype",
+        ),
         resources={"mem_mb": 2000, "runtime": 30, "gpu": 0},
         threads=2,
         heavy=True,
         env="evaluate",
-        tests=("tests/rag/test_retrieval.py", "tests/pipeline/test_builds.py", "tests/faults/test_kill_points.py"),
+        tests=(
+            "tests/rag/test_retrieval.py",
+            "tests/rag/test_embedding.py",
+            "tests/pipeline/test_builds.py",
+            "tests/faults/test_kill_points.py",
+        ),
     ),
     Stage(
         name="retrieve",
@@ -299,19 +340,27 @@ STAGES: tuple[Stage, ...] = (
         },
         params=(
             "roles.student",
+            STUDENT_CHAT,  # the llm reranker applies the student's chat template
             "rag.embedding_model",
+            "rag.embedding_query_prompt",
+            "rag.embedding_batch_size",
+            "rag.dtype",
+            "rag.query_options",
             "rag.retriever",
             "rag.top_k_retrieve",
             "rag.top_k",
             "rag.reranker",
             "rag.reranker_model",
+            "rag.reranker_instruction",
+            "rag.reranker_batch_size",
+            "rag.reranker_chat_template_kwargs",
             "rag.context_order",
         ),
         resources={"mem_mb": 4000, "runtime": 30, "gpu": 0},
         threads=2,
         heavy=True,
         env="evaluate",
-        tests=("tests/rag/test_retrieval.py", "tests/pipeline/test_builds.py"),
+        tests=("tests/rag/test_retrieval.py", "tests/rag/test_rerank.py", "tests/pipeline/test_builds.py"),
     ),
     *(_eval_stage(c) for c in CONDITIONS),
     Stage(
@@ -356,7 +405,7 @@ STAGES: tuple[Stage, ...] = (
         },
         params=("report.decimals", "roles.generator"),
         resources={"mem_mb": 500, "runtime": 5, "gpu": 0},
-        tests=("tests/pipeline/test_builds.py", "tests/pipeline/test_rebuild.py"),
+        tests=("tests/eval/test_report.py", "tests/pipeline/test_builds.py", "tests/pipeline/test_rebuild.py"),
     ),
 )
 

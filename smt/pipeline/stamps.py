@@ -36,7 +36,7 @@ def values(st: ST.Stage, axes: dict[str, str], params: dict[str, Any]) -> dict[s
     package it reads and of its stream's token target (smt.pipeline.derived; refreshed before), so that for
     Snakemake a re-downloaded model or a raised target is a change
     and a reverted one is not."""
-    found = P.subset(params, st.keys(axes))
+    found = P.subset(params, st.keys(axes, params))
     paths = st.derived(axes)
     if paths:
         found["derived content"] = {path: derived.digest(path) for path in paths}

@@ -70,7 +70,7 @@ def check(params_path: str, profiles: list[str] | None = None) -> int:
     prepare(params)
     for st in S.STAGES:
         for axes in G.instances(st, params):
-            print(f"{ST.instance_id(st, axes):40s} params {P.fingerprint(params, st.keys(axes))}")
+            print(f"{ST.instance_id(st, axes):40s} params {P.fingerprint(params, st.keys(axes, params))}")
     named = profiles or sorted(str(p.parent) for p in PROFILES.glob("*/config.yaml"))
     failed = False
     for profile in named:
@@ -136,7 +136,7 @@ def stale_outputs(params: dict[str, Any]) -> list[str]:
     stale = []
     for st in S.STAGES:
         for axes in G.instances(st, params):
-            now = P.fingerprint(params, st.keys(axes))
+            now = P.fingerprint(params, st.keys(axes, params))
             for output in G.stage_outputs(st, axes, params).values():
                 for path, block in _recorded(Path(output)):
                     mine = block.get("stage") == st.name and block.get("axes") == axes

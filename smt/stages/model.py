@@ -8,7 +8,7 @@ from smt.pipeline.context import StageContext
 
 
 def run(ctx: StageContext) -> None:
-    spec = ctx.p(f"models.{ctx.axes['model']}")
+    spec = {key.rsplit(".", 1)[1]: ctx.p(key) for key in ctx.keys}  # the entry, less its chat-template variables
     with io.atomic_dir(ctx.outputs["model"]) as tmp:
         if spec["source"] == "gguf_package":
             origin = models.from_gguf_package(spec["package"], spec["gguf_file"], spec["dtype"], tmp)

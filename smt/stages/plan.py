@@ -18,7 +18,7 @@ from smt import artifacts, io
 from smt.pipeline import params as P
 from smt.pipeline import stage as ST
 from smt.pipeline.context import StageContext
-from smt.synth import collect
+from smt.synth import collect, sections
 from smt.synth.engine import Engine, Plan
 from smt.synth.generation import BackendSettings
 from smt.synth.job import Job
@@ -33,6 +33,7 @@ def backend_settings(ctx: StageContext) -> BackendSettings:
         batch_size=batch,
         vllm={"batch_size": batch, **ctx.p("generation.vllm")},
         http={"batch_size": batch, **ctx.p("generation.http")},
+        chat_template_kwargs=ctx.p("models.${roles.generator}.chat_template_kwargs"),
     )
 
 
@@ -53,25 +54,47 @@ def fingerprint(ctx: StageContext, code: dict[str, str], count: int) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def sized(ctx: StageContext, job: Job) -> Job:
-    """The job with its share of the stream's token target per document (smt.pipeline.targets), with the margin
-    for tokenizers that count differently, and the rounds it may take to get there (smt.synth.rounds)."""
+def units(ctx: StageContext, job: Job) -> list[dict]:
+    """The documents as the generators work on them: whole, or in sections where longer than a request can hold
+    (smt.synth.sections), sized from the generator's context and the stage's largest max_new_tokens."""
+    documents = pl.read_parquet(ctx.input("documents")).sort("doc_id").to_dicts()
+    model = ctx.input("model")
+    engine_len = ctx.p("generation.vllm")["max_model_len"] if ctx.p("generation.backend") == "vllm" else 0
+    new_tokens = max([job.max_new_tokens, *(v for k, v in job.options.items() if k.endswith("max_new_tokens"))])
+    context = sections.context_length(model, engine_len)
+    size = sections.section_budget(ctx.p("generation.section_tokens"), context, new_tokens)
+    tokenizer = None
+    if size:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model)
+    found = sections.split(documents, tokenizer, size, ctx.p("generation.section_by"))
+    split = sum(1 for u in found if u["section_name"] != sections.WHOLE)
+    ctx.log.info("%d documents as %d units (%d sections of long documents, %d tokens at most)",
+                 len(documents), len(found), split, size)  # fmt: skip
+    return found
+
+
+def sized(ctx: StageContext, job: Job, count: int) -> Job:
+    """The job with its share of the stream's token target per unit (document or section; smt.pipeline.targets),
+    with the margin for tokenizers that count differently, and the rounds it may take to get there
+    (smt.synth.rounds)."""
     target = io.read_json(ctx.input("target"))["target_tokens"]
-    documents = pl.read_parquet(ctx.input("documents")).height
-    per_document = math.ceil(target * ctx.p("generation.target_margin") / documents) if target else 0
+    per_document = math.ceil(target * ctx.p("generation.target_margin") / count) if target else 0
     return dataclasses.replace(job, target_per_document=per_document, max_rounds=ctx.p("generation.max_rounds"))
 
 
 def plan(ctx: StageContext, job: Job, records: str) -> Plan:
     count = ctx.p(ST.SHARDS_KEY)
     code = artifacts.files_hash(ctx.code)
+    documents = units(ctx, job)
     return Plan(
         stage=ctx.stage.name,
         axes=ctx.axes,
         label=ctx.label,
-        documents=pl.read_parquet(ctx.input("documents")).sort("doc_id").to_dicts(),
+        documents=documents,
         count=count,
-        job=sized(ctx, job),
+        job=sized(ctx, job, len(documents)),
         settings=backend_settings(ctx),
         model=artifacts.model_identity(ctx.input("model")),
         code=code,

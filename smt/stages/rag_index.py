@@ -27,8 +27,15 @@ def run(ctx: StageContext) -> None:
     ctx.log.info("%d documents -> %d chunks of up to %d %s", len(docs), len(chunks), ctx.p("rag.chunk_size"), unit)
     with io.atomic_dir(ctx.outputs["index"]) as tmp:
         info = retrieval.build_index(
-            chunks, model, tmp, extra={"benchmark": ctx.benchmark, "provenance": ctx.provenance()}
+            chunks,
+            model,
+            tmp,
+            extra={"benchmark": ctx.benchmark, "provenance": ctx.provenance()},
+            document_prompt=ctx.p("rag.embedding_document_prompt"),
+            batch_size=ctx.p("rag.embedding_batch_size"),
+            dtype=ctx.p("rag.dtype"),
         )
     ctx.log.info(
-        "index: %d chunks, dim %d, built in %.1fs", info["chunks"], info["embedding_dim"], time.time() - started
-    )
+        "index: %d chunks, dim %d, embedded on %s, built in %.1fs",
+        info["chunks"], info["embedding_dim"], info["embedded_on"], time.time() - started,
+    )  # fmt: skip

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from smt import faults, io, prompts
-from smt.synth import collect, journal
+from smt.synth import collect, journal, sections
 from smt.synth.backends import make_backend
 from smt.synth.generation import Backend, BackendSettings
 from smt.synth.job import Job
@@ -39,7 +39,7 @@ class Plan:
     stage: str
     axes: dict[str, str]
     label: str  # the instance, for logs and progress bars
-    documents: list[dict[str, Any]]  # sorted by doc_id
+    documents: list[dict[str, Any]]  # the units generators work on (documents or their sections), sorted by id
     count: int  # shards
     job: Job  # documents and completion function filled in per shard
     settings: BackendSettings
@@ -52,6 +52,11 @@ class Plan:
     manifest: str  # the merged manifest
     provenance: dict[str, Any]
     log: logging.Logger
+
+
+def document_order(entry: dict[str, Any]) -> tuple[str, int]:
+    """Merged records in document order, a document's sections in order (they may come from several shards)."""
+    return entry["doc_id"], entry.get("section", 0)
 
 
 def assign(docs: list[dict[str, Any]], index: int, count: int) -> list[dict[str, Any]]:
@@ -103,6 +108,9 @@ class Engine:
         label = f"{plan.label} shard {index + 1}/{plan.count}"
         run = ShardRun(label, journal.Partial(paths["partial"], identity, plan.log.info), self.backend, plan.log)
         outcome = self.produce(dataclasses.replace(plan.job, documents=docs, complete=run.complete))
+        outcome.records = sections.restore(outcome.records, docs)  # each record: its document and section
+        outcome.rejected = sections.restore(outcome.rejected, docs)
+        outcome.step_rejected = sections.restore(outcome.step_rejected, docs)
         manifest = self._manifest(run, index, outcome, docs, started)
         io.write_jsonl(paths["records"], outcome.records)
         faults.point("generation.shard_records")
@@ -186,9 +194,9 @@ class Engine:
         """All shards' records in document order, and one manifest summing theirs; then the shard files go."""
         plan = self.plan
         records = [r for i in range(plan.count) for r in io.read_jsonl(self.paths(i)["records"])]
-        records.sort(key=lambda r: r["doc_id"])
-        rejected = sorted((r for m in manifests for r in m["rejected"]), key=lambda r: r["doc_id"])
-        steps = sorted((r for m in manifests for r in m["steps_rejected"]), key=lambda r: r["doc_id"])
+        records.sort(key=document_order)
+        rejected = sorted((r for m in manifests for r in m["rejected"]), key=document_order)
+        steps = sorted((r for m in manifests for r in m["steps_rejected"]), key=document_order)
         counts: Counter[str] = Counter()
         by_reason: Counter[str] = Counter()
         generation: Counter[str] = Counter()

@@ -41,12 +41,15 @@ class Request:
     seed: int
     prefill: str = ""  # text the assistant turn starts with (steers the output format)
     json_schema: dict[str, Any] | None = None  # the output must be a JSON value of this schema
+    # chat-template variables of this request, over the backend's own (an OpenAI-compatible body's)
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def digest(self, sampling: Sampling) -> str:
         """What determines the completion (besides the model): a resumed run reuses a completion only if equal."""
-        blob = json.dumps(
-            [self.messages, self.prefill, self.seed, self.json_schema, sampling.as_dict()], sort_keys=True
-        )
+        parts: list[Any] = [self.messages, self.prefill, self.seed, self.json_schema, sampling.as_dict()]
+        if self.chat_template_kwargs:
+            parts.append(self.chat_template_kwargs)
+        blob = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -67,7 +70,7 @@ class Completion:
     finish_reason: str  # stop | length | error
     prompt_tokens: int
     completion_tokens: int
-    error: str = ""  # why an endpoint refused this one request (the item is then rejected, not the run)
+    error: str = ""  # why this one request was refused (the item is then rejected, not the run)
 
 
 @dataclass
@@ -125,6 +128,7 @@ class BackendSettings:
     batch_size: int = 8
     vllm: dict[str, Any] = field(default_factory=dict)
     http: dict[str, Any] = field(default_factory=dict)
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)  # the model's chat-template variables
 
     def resolved(self) -> BackendSettings:
         """The same settings with `dtype: auto` resolved for this machine (the dtype that shapes completions)."""
@@ -135,6 +139,22 @@ class BackendSettings:
         cuda = torch.cuda.is_available()
         bf16 = cuda and torch.cuda.is_bf16_supported()
         return dataclasses.replace(self, dtype=pick_dtype(self.dtype, config_dtype(self.model_path), cuda, bf16))
+
+
+def context_error(prompt_tokens: int, max_new_tokens: int, context: int | None) -> str:
+    """Why a request does not fit the model's context ('' when it does): its prompt and the new tokens it may
+    write must fit, or the engine would fail (vLLM fails the whole call) or write past what the model knows."""
+    if context is None or prompt_tokens + max_new_tokens <= context:
+        return ""
+    return (
+        f"too long for the model: a prompt of {prompt_tokens} tokens + max_new_tokens {max_new_tokens} exceeds "
+        f"its context of {context} tokens (split long documents: generation.section_tokens)"
+    )
+
+
+def reject(request: Request, error: str, prompt_tokens: int = 0) -> Completion:
+    """The completion of a request refused before it ran: no text, the reason."""
+    return Completion(request.key, "", "error", prompt_tokens, 0, error=error)
 
 
 def config_dtype(model_path: str) -> str | None:

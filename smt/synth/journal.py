@@ -145,10 +145,11 @@ TRANSPORT_SETTINGS = ("batch_size", "concurrency", "max_retries", "backoff_secon
 def partial_identity(settings: BackendSettings, model_revision: str, code: dict[str, str]) -> dict[str, Any]:
     """What must match for a partial file's completions to be reused (the requests are checked one by one):
     the code that made them, the model and every backend setting that shapes a completion."""
+    chat = {"chat_template_kwargs": settings.chat_template_kwargs} if settings.chat_template_kwargs else {}
     if settings.backend == "http":
         http = {k: v for k, v in settings.http.items() if k not in TRANSPORT_SETTINGS and k != "api_key_env"}
-        return {"backend": "http", "http": http, "code": code}
-    identity = {"backend": settings.backend, "model": model_revision, "dtype": settings.dtype, "code": code}
+        return {"backend": "http", "http": http, "code": code, **chat}
+    identity = {"backend": settings.backend, "model": model_revision, "dtype": settings.dtype, "code": code, **chat}
     if settings.backend == "vllm":
         identity["vllm"] = {k: v for k, v in settings.vllm.items() if k != "batch_size"}
     return identity

@@ -1,11 +1,13 @@
 """A small OpenAI-compatible server around the transformers backend: `python -m smt serve --model DIR`.
 
 It answers `POST /v1/chat/completions` (with vLLM's `continue_final_message` for answer prefills and
-`response_format` JSON schemas, which it steers by a JSON prefill, not enforced), `GET /v1/models` and
+`response_format` JSON schemas, which it steers by a JSON prefill, not enforced, and `chat_template_kwargs`, passed
+to the chat template as vLLM's server does), `GET /v1/models` and
 `GET /health`. Concurrent requests with the same sampling settings are batched together; since every request
 carries its own seed, what a request gets does not depend on its batch, so the HTTP backend against this server
 returns what the transformers backend returns directly. The socket opens before the model is loaded and answers
-503 (Retry-After) until then, as a starting vLLM server does. With `--api-key-env NAME` it requires
+503 (Retry-After) until then, as a starting vLLM server does. A prompt too long for the model's context is
+answered 400 with the reason. With `--api-key-env NAME` it requires
 `Authorization: Bearer $NAME`; headers are never logged.
 """
 
@@ -94,6 +96,9 @@ def parse_request(body: dict[str, Any], counter: int) -> tuple[Request, Sampling
     if response_format.get("type") == "json_schema":
         schema = (response_format.get("json_schema") or {}).get("schema")
     seed = body.get("seed")
+    variables = body.get("chat_template_kwargs") or {}
+    if not isinstance(variables, dict):
+        raise ValueError("'chat_template_kwargs' must be an object")
     sampling = Sampling(
         float(body.get("temperature", 1.0)), float(body.get("top_p", 1.0)), int(body.get("max_tokens", 256))
     )
@@ -105,6 +110,7 @@ def parse_request(body: dict[str, Any], counter: int) -> tuple[Request, Sampling
         int(seed) if seed is not None else secrets.randbits(63),
         prefill=prefill,
         json_schema=schema,
+        chat_template_kwargs=variables,
     )
     return request, sampling
 
@@ -191,6 +197,9 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             finally:
                 with state.lock:
                     state.in_flight -= 1
+            if completion.error:  # refused before it ran (too long for the model's context)
+                self._error(400, completion.error)
+                return
             text = completion.text[len(request.prefill) :] if request.prefill else completion.text
             self._send(
                 200,

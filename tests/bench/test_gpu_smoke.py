@@ -34,6 +34,7 @@ def test_the_smoke_script_runs_its_cpu_checks(base_model: Path, tmp_path: Path) 
         "train_resume": "passed",
         "fsdp": "skipped",
         "scorers": "passed",
+        "scorers_gpu_vs_cpu": "skipped",
         "mfu": "passed",
         "vllm": "skipped",
         "faiss_gpu": "skipped",
@@ -44,7 +45,10 @@ def test_the_smoke_script_runs_its_cpu_checks(base_model: Path, tmp_path: Path) 
     assert train["resumed_from_step"] >= 1 and train["loss_steps"] == [1, 2, 3, 4] and train["precision"] == "fp32"
     assert train["checkpoints_removed"] and train["tensors_changed"] > 0
     assert "trainer_state.json" in train["checkpoint_files"]
-    assert checks["scorers"]["device"] == "cpu" and checks["scorers"]["questions"] == 8
+    scored = checks["scorers"]
+    assert scored["device"] == "cpu" and scored["dtype"] == "float32" and scored["questions"] == 8
+    assert all(0 <= scored[f"{name}_correct"] <= 8 for name in ("letter", "option_loglik", "generate"))
+    assert "no CUDA device" in checks["scorers_gpu_vs_cpu"]["reason"]
     mfu = checks["mfu"]
     assert mfu["gradient_checkpointing"] is False and mfu["timed_steps"] == 2 and mfu["tokens"] == 2 * 2 * 64
     tiny = flops.shape(json.loads((ROOT / "bench/configs/llama-tiny.json").read_text()))

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from smt.eval import answering, scoring, stats
+from smt.eval import answering, option_loglik, stats
 from smt.eval.framing import frame, framed_question
 
 # ------------------------------------------------------------------------------------------------ parsing
@@ -55,9 +55,9 @@ def test_numeric_match(gold: str, candidate: str, expected: bool | None) -> None
 
 
 def test_a_tie_goes_to_the_first_option_and_is_flagged() -> None:
-    tied = scoring.Scored([-1.0, -0.5, -0.5, -2.0], best=1)
-    assert tied.tie and scoring._scored([-1.0, -0.5, -0.5, -2.0]).best == 1
-    assert not scoring._scored([-1.0, -0.4, -0.5]).tie
+    tied = option_loglik.Scored([-1.0, -0.5, -0.5, -2.0], best=1)
+    assert tied.tie and option_loglik._scored([-1.0, -0.5, -0.5, -2.0]).best == 1
+    assert not option_loglik._scored([-1.0, -0.4, -0.5]).tie
 
 
 def test_framing_follows_entigraph_and_leaves_out_missing_parts() -> None:

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.pipeline
 
 SCORE_KEYS = {
     "accuracy", "ci_low", "ci_high", "correct", "n", "condition", "benchmark", "recipe", "budget", "scorer", "prompts",
-    "model", "params_fingerprint", "provenance",
+    "model", "params_fingerprint", "provenance", "scorers", "device", "dtype", "chance", "chat_template_kwargs",
 }  # fmt: skip
 
 
@@ -49,7 +49,9 @@ def check_scores(ws: Path, params: dict) -> None:
         assert SCORE_KEYS <= set(score), f"{condition}: missing {SCORE_KEYS - set(score)}"
         assert score["n"] == n and score["recipe"] == recipe
         assert 0.0 <= score["accuracy"] <= 1.0 and score["correct"] == round(score["accuracy"] * score["n"])
-        assert score["condition"] == condition and score["scorer"] == "loglik"
+        assert score["condition"] == condition and score["scorer"] == "letter"
+        assert set(score["prompts"]) == {"mc_letter"}
+        assert score["device"] == "cpu" and score["dtype"] == "float32" and score["chance"] == 0.25
         preds = (ws / f"{stem}.predictions.jsonl").read_text().splitlines()
         assert len(preds) == score["n"]
         assert score["ci_low"] <= score["accuracy"] <= score["ci_high"]
@@ -58,6 +60,8 @@ def check_scores(ws: Path, params: dict) -> None:
         assert accuracy[(None, "rag_base")] > accuracy[(None, "closed_book_base")], accuracy
     report = (ws / "results/report.md").read_text()
     assert "## demo" in report and "## Scaling" in report and "C = 2MD + 6ND" in report
+    assert "## Every trained model against RAG (base)" in report and "## Every scorer run" in report
+    assert report.count("| letter |") == len(score_stems(params))  # one row per condition and trained model
     for recipe in params["recipes"]:  # one row per recipe, and its line in the summary
         assert f"| {recipe} (" in report and f"- {recipe} beats RAG on " in report
     assert (ws / "results/report.html").read_text().count("data:image/png;base64,") == 1

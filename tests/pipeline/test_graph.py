@@ -34,7 +34,7 @@ def test_committed_rules_match_the_stage_table(topic: str) -> None:
 @pytest.mark.parametrize("stage", S.STAGES, ids=lambda s: s.name)
 def test_stage_declarations_point_at_real_things(stage: ST.Stage) -> None:
     for axes in G.instances(stage, PARAMS):
-        for key in stage.keys(axes):
+        for key in stage.keys(axes, PARAMS):
             P.get(PARAMS, key)  # raises when the key is not in params.yaml
         for path in G.stage_code(stage, axes):
             assert (ROOT / path).is_file(), f"{stage.name}: code dependency {path} does not exist"
@@ -51,7 +51,7 @@ def test_every_params_key_is_read_by_some_stage() -> None:
             out += leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
         return out
 
-    declared = {k for s in S.STAGES for axes in G.instances(s, PARAMS) for k in s.keys(axes)}
+    declared = {k for s in S.STAGES for axes in G.instances(s, PARAMS) for k in s.keys(axes, PARAMS)}
     declared |= set(ST.AXIS_VALUES_KEY.values())  # read as the stage instances themselves
     unused = [k for k in leaves(PARAMS) if not any(G.related_keys(k, d) for d in declared)]
     assert unused == [], f"params keys no stage declares (they could change nothing): {unused}"

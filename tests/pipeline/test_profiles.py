@@ -137,9 +137,10 @@ def test_slurm_gpu_jobs_are_pinned_to_one_node() -> None:
 
 
 def test_the_gpu_environment_pins_everything_the_cpu_environment_pins() -> None:
-    """The GPU set is the CPU set with vLLM (which brings its CUDA torch): a package missing from it (pypdfium2
-    was) breaks a stage only on the GPU machines."""
-    assert pinned("requirements-cpu.txt") - pinned("requirements-gpu.txt") == {"torch"}
+    """The GPU set is the CPU set with vLLM (which brings its CUDA torch) and faiss-gpu for faiss-cpu (the same
+    version): a package missing from it (pypdfium2 was) breaks a stage only on the GPU machines."""
+    assert pinned("requirements-cpu.txt") - pinned("requirements-gpu.txt") == {"torch", "faiss-cpu"}
     versions = {line.split("==")[0]: line for line in (ROOT / "envs/requirements-cpu.txt").read_text().splitlines()}
     gpu = (ROOT / "envs/requirements-gpu.txt").read_text().splitlines()
     assert all(versions[name] in gpu for name in pinned("requirements-gpu.txt") & set(versions))
+    assert versions["faiss-cpu"].replace("faiss-cpu", "faiss-gpu") in gpu

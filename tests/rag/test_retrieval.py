@@ -116,7 +116,8 @@ def test_llm_reranker_scores_are_yes_probabilities(base_model: Path) -> None:
     passages = ["Nadia lit twelve lamps every evening.", "The ferry was painted green."]
     scores = reranker.scores("How many lamps did Nadia light?", passages)
     assert len(scores) == 2 and all(-30 < s <= 0 for s in scores)
-    assert scores == pytest.approx(reranker.scores("How many lamps did Nadia light?", passages[:1]) + scores[1:])
+    alone = reranker.scores("How many lamps did Nadia light?", passages[:1])  # unpadded: float noise only
+    assert scores == pytest.approx(alone + scores[1:], abs=1e-4)
 
 
 def test_sparse_bm25_scores_equal_rank_bm25_bitwise(tmp_path: Path) -> None:
@@ -135,3 +136,14 @@ def test_sparse_bm25_scores_equal_rank_bm25_bitwise(tmp_path: Path) -> None:
     for _ in range(30):
         query = list(rng.choice(vocab, size=6))  # repeats and unknown words included
         assert np.array_equal(sparse.get_scores(query), okapi.get_scores(query))
+
+
+def test_the_query_carries_the_lettered_options_only_when_asked() -> None:
+    from smt.stages.retrieve import query_text
+
+    doc = {"title": "The Salt Road Ferry", "author": "Ilse Marrow", "year": 1951}
+    question = {"question": "Why did he refuse?", "options": ["Forged coins", "A promise to the council"]}
+    framed = 'In the context of "The Salt Road Ferry", written by Ilse Marrow in 1951, why did he refuse?'
+    assert query_text(question, doc, False) == framed
+    assert query_text(question, doc, True) == framed + "\nA. Forged coins\nB. A promise to the council"
+    assert query_text({"question": "What was the revenue?", "options": []}, None, True) == "What was the revenue?"

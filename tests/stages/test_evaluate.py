@@ -1,5 +1,6 @@
 """The evaluation stage as both schedulers run it, on the embedded default model: the generation scorer on
-multiple choice, and free-form answers graded by the judge with the numeric check (FinanceBench questions)."""
+multiple choice with the other scorers beside it, and free-form answers graded by the judge with the numeric
+check (FinanceBench questions)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from helpers import SHARED_DATA, make_workspace, sh
 
 GENERATE = {"eval": {"scorer": "generate", "max_questions": 3, "max_new_tokens": 24, "bootstrap_resamples": 200}}
+BESIDE = ["letter", "option_loglik"]
 
 
 def workspace_with_model(tmp_path: Path, base_model: Path, changes: dict) -> Path:
@@ -20,12 +22,26 @@ def workspace_with_model(tmp_path: Path, base_model: Path, changes: dict) -> Pat
 
 
 def test_generation_scorer_parses_or_counts_every_answer(tmp_path: Path, base_model: Path) -> None:
-    ws = workspace_with_model(tmp_path, base_model, GENERATE)
+    ws = workspace_with_model(tmp_path, base_model, {"eval": {**GENERATE["eval"], "extra_scorers": BESIDE}})
     sh("python -m smt ingest --benchmark demo && python -m smt eval_closed_book_base --benchmark demo", ws)
     score = json.loads((ws / "results/scores/demo/closed_book_base.json").read_text())
     records = [json.loads(line) for line in (ws / "results/scores/demo/closed_book_base.predictions.jsonl").open()]
-    assert score["scorer"] == "generate" and score["n"] == 3 == len(records)
-    assert set(score["prompts"]) == {"mc_cot"}
+    assert score["scorer"] == "generate" and score["n"] == 3 and len(records) == 3 * 3
+    assert set(score["prompts"]) == {"mc_cot", "shots"} and score["shots"] == 2 and score["temperature"] == 0.0
+    assert score["device"] == "cpu" and score["dtype"] == "float32" and score["chance"] == 0.25
+    assert list(score["scorers"]) == ["generate", *BESIDE]
+    prompt_names = {"letter": {"mc_letter"}, "option_loglik": {"option_loglik", "option_loglik_context"}}
+    for name in BESIDE:
+        beside = score["scorers"][name]
+        assert set(beside["prompts"]) == prompt_names[name] and beside["n"] == 3 and beside["device"] == "cpu"
+        assert beside["ci_low"] <= beside["accuracy"] <= beside["ci_high"]
+        mine = [r for r in records if r["scorer"] == name]
+        assert beside["correct"] == sum(r["correct"] for r in mine) and all(len(r["scores"]) == 4 for r in mine)
+    records = [r for r in records if r["scorer"] == "generate"]
+    attempted = [r for r in records if not r["unparseable"]]
+    assert score["attempted"] == len(attempted)
+    if attempted:
+        assert score["accuracy_attempted"] == sum(r["correct"] for r in attempted) / len(attempted)
     for r in records:
         assert r["output"].startswith("Thought process:")
         assert (r["predicted"] is None) == r["unparseable"]
@@ -43,7 +59,7 @@ def test_free_form_answers_are_judged_and_numbers_checked(tmp_path: Path, base_m
         (source / name).symlink_to(SHARED_DATA / "financebench" / name)
     changes = {
         "benchmarks": {"financebench": {"source": str(source), "corpus": "all"}},
-        "eval": {**GENERATE["eval"], "scorer": "loglik"},
+        "eval": {**GENERATE["eval"], "scorer": "letter"},  # free-form questions are judged whatever the scorer
     }
     ws = workspace_with_model(tmp_path / "ws", base_model, changes)
     sh("python -m smt ingest --benchmark financebench", ws)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import make_workspace
+from helpers import make_workspace, tiny_llama
 
 from smt.pipeline import graph as G
 from smt.pipeline import params as P
@@ -18,22 +18,6 @@ from smt.pipeline.runner import run_stage
 from smt.train.compute import parameter_count
 
 STUDENT_ID = "smt-tests/tiny-random-llama"
-
-
-def tiny_llama(folder: Path, tokenizer_from: Path) -> Path:
-    """A randomly initialized two-layer Llama with the embedded model's tokenizer, saved as a local folder."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_from)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
-    )  # fmt: skip
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def test_a_model_named_by_every_role_is_materialized_once() -> None:
@@ -53,6 +37,7 @@ def test_the_generator_and_the_student_are_different_models(tmp_path: Path, base
                 "gguf_file": None,
                 "path": str(student),
                 "dtype": "float32",
+                "chat_template_kwargs": {},
             }
         },
         "roles": {"generator": "smollm2", "student": "tiny", "judge": "tiny"},

@@ -20,7 +20,7 @@ def make_backend(settings: BackendSettings) -> Backend:
     if settings.backend == "http":
         from smt.synth.backends.http import HTTPBackend
 
-        return HTTPBackend(**settings.http)
+        return HTTPBackend(**settings.http, chat_template_kwargs=settings.chat_template_kwargs)
     if settings.backend not in BACKENDS:
         raise ValueError(f"generation.backend = {settings.backend!r} is not available; allowed: {list(BACKENDS)}")
     from smt.synth.backends import layout as L
@@ -52,10 +52,17 @@ def make_single(settings: BackendSettings, tensor_parallel: int = 1) -> Backend:
     if settings.backend == "transformers":
         from smt.synth.backends.transformers import TransformersBackend
 
-        return TransformersBackend(settings.model_path, dtype=settings.dtype, batch_size=settings.batch_size)
+        return TransformersBackend(
+            settings.model_path,
+            dtype=settings.dtype,
+            batch_size=settings.batch_size,
+            chat_template_kwargs=settings.chat_template_kwargs,
+        )
     if settings.backend == "vllm":
         from smt.synth.backends.vllm import VLLMBackend
 
         options = {**settings.vllm, "tensor_parallel_size": tensor_parallel}
-        return VLLMBackend(settings.model_path, dtype=settings.dtype, **options)
+        return VLLMBackend(
+            settings.model_path, dtype=settings.dtype, chat_template_kwargs=settings.chat_template_kwargs, **options
+        )
     raise ValueError(f"generation.backend = {settings.backend!r} runs no local engine")

@@ -105,6 +105,7 @@ class HTTPBackend:
         timeout_seconds: float = 600.0,
         vllm_extensions: bool = True,
         batch_size: int = 8,
+        chat_template_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key_env = api_key_env
@@ -113,6 +114,7 @@ class HTTPBackend:
         self.backoff_seconds = backoff_seconds
         self.timeout_seconds = timeout_seconds
         self.vllm_extensions = vllm_extensions
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.batch_size = max(batch_size, concurrency)  # requests per call: enough to keep every slot busy
         self.stats = Stats(extra={"retries": 0, "malformed": 0})
         self._lock = threading.Lock()
@@ -204,6 +206,9 @@ class HTTPBackend:
             "max_tokens": sampling.max_new_tokens,
             "seed": request.seed,
         }
+        variables = {**self.chat_template_kwargs, **request.chat_template_kwargs}
+        if variables:  # vLLM's server and `smt serve` pass them to the chat template
+            body["chat_template_kwargs"] = variables
         if request.json_schema is not None:
             body["response_format"] = {
                 "type": "json_schema",

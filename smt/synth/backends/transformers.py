@@ -5,6 +5,9 @@ replica per GPU in a pool (smt.synth.backends.pool). Prefill keeps only the last
 left-padded, so it is every row's next-token distribution): the full-vocabulary logits of every prompt position
 would take batch x prompt length x vocabulary floats (about 6 GB at 16 x 2K x 49K in float32).
 
+A request whose prompt and max_new_tokens do not fit the model's context (`max_position_embeddings`) is not run:
+its completion is an error with the reason, and the item is rejected, not the shard.
+
 Batch invariance: on a CPU in float32 a request's completion does not depend on its batch (tested: records equal
 for every batch size and shard count). On a GPU, and in bfloat16, kernels reduce in an order that depends on the
 batch shape, so completions can differ in the last bits and then diverge; there is no batch-invariant mode.
@@ -20,7 +23,8 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from smt.synth.generation import Completion, Request, Sampling, Stats, json_prefill
+from smt.inference import render_chat
+from smt.synth.generation import Completion, Request, Sampling, Stats, context_error, json_prefill, reject
 
 RowDone = Callable[[int, list[int], str, int], None]  # row, token ids, finish reason, prompt tokens
 
@@ -40,8 +44,15 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, model_path: str, dtype: str = "bfloat16", batch_size: int = 8) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        dtype: str = "bfloat16",
+        batch_size: int = 8,
+        chat_template_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
@@ -50,6 +61,7 @@ class TransformersBackend:
         self.model.eval()
         self.batch_size = batch_size
         self.stop_ids = self._stop_ids()
+        self.context = getattr(self.model.config, "max_position_embeddings", None)
         self.stats = Stats()
 
     def _stop_ids(self) -> set[int]:
@@ -71,6 +83,8 @@ class TransformersBackend:
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "batch_invariant": self.device == "cpu" and self.model.dtype == torch.float32,
             "structured_outputs": "json prefill (no constrained decoding)",
+            "context": self.context,
+            **({"chat_template_kwargs": self.chat_template_kwargs} if self.chat_template_kwargs else {}),
         }
 
     @staticmethod
@@ -81,8 +95,8 @@ class TransformersBackend:
         return json_prefill(request.json_schema)
 
     def prompt_text(self, request: Request) -> str:
-        text = self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
-        return text + self.prefill(request)
+        variables = {**self.chat_template_kwargs, **request.chat_template_kwargs}
+        return render_chat(self.tokenizer, request.messages, variables) + self.prefill(request)
 
     @torch.inference_mode()
     def _prefill(self, prompts: list[str]) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
@@ -164,10 +178,20 @@ class TransformersBackend:
         """Complete every request; batches are sorted by prompt length to waste little padding. Each completion
         goes to `on_done` as soon as its row stops."""
         prompts = {r.key: self.prompt_text(r) for r in requests}
-        order = sorted(requests, key=lambda r: (len(prompts[r.key]), prompts[r.key]))
         results: dict[str, Completion] = {}
         bar = tqdm(total=len(requests), desc=desc, unit="item", dynamic_ncols=True, disable=not progress)
         started = time.perf_counter()
+        for request in requests:
+            n_prompt = len(self.tokenizer(prompts[request.key], add_special_tokens=False).input_ids)
+            error = context_error(n_prompt, sampling.max_new_tokens, self.context)
+            if error:
+                results[request.key] = reject(request, error, n_prompt)
+                bar.update(1)
+                if on_done is not None:
+                    on_done(results[request.key])
+        order = sorted(
+            (r for r in requests if r.key not in results), key=lambda r: (len(prompts[r.key]), prompts[r.key])
+        )
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
 

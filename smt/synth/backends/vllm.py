@@ -10,6 +10,10 @@ One engine runs on the devices this process sees, with the tensor-parallel size 
 requests as they come, so a completion depends on what else is in flight unless its batch-invariant kernels are
 on (`generation.vllm.batch_invariant`: VLLM_BATCH_INVARIANT=1 for the engine, NVIDIA compute capability 8.0 or
 later, slower); then a request's completion does not depend on the batch, the shard count or the other requests.
+
+vLLM fails a whole `generate` call on one prompt longer than its context, so a request whose prompt and
+max_new_tokens do not fit (`max_model_len`, else the model's `max_position_embeddings`) is refused before the call:
+its completion is an error with the reason, and the item is rejected, not the shard.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from smt.synth.generation import Completion, Request, Sampling, Stats
+from smt.inference import render_chat
+from smt.synth.generation import Completion, Request, Sampling, Stats, context_error, reject
 
 
 def _vllm() -> Any:
@@ -51,13 +56,17 @@ class VLLMBackend:
         max_model_len: int = 0,
         batch_invariant: bool = False,
         engine: Any = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        from transformers import AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         os.environ[BATCH_INVARIANT_VAR] = "1" if batch_invariant else "0"  # before vLLM starts its engine
         self.batch_invariant = batch_invariant
         self.vllm = _vllm()
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        config = AutoConfig.from_pretrained(model_path)
+        self.context = max_model_len or getattr(getattr(config, "text_config", config), "max_position_embeddings", None)
         self.batch_size = batch_size
         self.tensor_parallel_size = tensor_parallel_size
         self.engine_args: dict[str, Any] = {
@@ -83,10 +92,14 @@ class VLLMBackend:
             "dtype": self.engine_args["dtype"],
             "batch_invariant": self.batch_invariant,
             "structured_outputs": "StructuredOutputsParams(json=schema)",
+            "context": self.context,
+            **({"chat_template_kwargs": self.chat_template_kwargs} if self.chat_template_kwargs else {}),
         }
 
     def prompt_ids(self, request: Request) -> list[int]:
-        text = self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
+        text = render_chat(
+            self.tokenizer, request.messages, {**self.chat_template_kwargs, **request.chat_template_kwargs}
+        )
         return self.tokenizer(text + request.prefill, add_special_tokens=False).input_ids
 
     def sampling_params(self, request: Request, sampling: Sampling) -> Any:
@@ -115,11 +128,20 @@ class VLLMBackend:
         returns completions only when the call ends, so they reach `on_done` then (a shard bounds what a crash
         can lose with the call's size, `generation.batch_size`)."""
         started = time.perf_counter()
-        prompts = [{"prompt_token_ids": self.prompt_ids(r)} for r in requests]
-        params = [self.sampling_params(r, sampling) for r in requests]
-        outputs = self.llm.generate(prompts, params, use_tqdm=progress)
-        completions = []
-        for request, prompt, output in zip(requests, prompts, outputs, strict=True):
+        ids = {r.key: self.prompt_ids(r) for r in requests}
+        refused = {}
+        for r in requests:
+            error = context_error(len(ids[r.key]), sampling.max_new_tokens, self.context)
+            if error:
+                refused[r.key] = reject(r, error, len(ids[r.key]))
+                if on_done is not None:
+                    on_done(refused[r.key])
+        runnable = [r for r in requests if r.key not in refused]
+        prompts = [{"prompt_token_ids": ids[r.key]} for r in runnable]
+        params = [self.sampling_params(r, sampling) for r in runnable]
+        outputs = self.llm.generate(prompts, params, use_tqdm=progress) if runnable else []
+        completions = list(refused.values())
+        for request, prompt, output in zip(runnable, prompts, outputs, strict=True):
             best = output.outputs[0]
             reason = "length" if best.finish_reason == "length" else "stop"
             n_prompt = len(output.prompt_token_ids or prompt["prompt_token_ids"])
@@ -132,4 +154,5 @@ class VLLMBackend:
                 on_done(completions[-1])
         self.stats.requests += len(requests)
         self.stats.seconds += time.perf_counter() - started
-        return completions
+        by_key = {c.key: c for c in completions}
+        return [by_key[r.key] for r in requests]

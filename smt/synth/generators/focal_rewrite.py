@@ -12,7 +12,7 @@ import random
 from typing import Any
 
 from smt import io, prompts
-from smt.synth import collect, rounds
+from smt.synth import collect, rounds, sections
 from smt.synth.generation import item_seed
 from smt.synth.generators import accept_document, strategies, user_request
 from smt.synth.job import Job
@@ -22,9 +22,10 @@ PAIRINGS = ("sampled", "grid")
 
 
 def questions_by_document(path: str) -> dict[str, list[str]]:
+    """Generated questions by the unit they were asked about (a document, or a section of a long one)."""
     found: dict[str, list[str]] = {}
     for qa in io.read_jsonl(path):
-        found.setdefault(qa["doc_id"], []).append(qa["question"])
+        found.setdefault(sections.unit_of(qa), []).append(qa["question"])
     return found
 
 

@@ -1,8 +1,12 @@
-"""Multiple-choice scoring by log-likelihood: the option the model finds likeliest as its answer wins.
+"""The `option_loglik` scorer: each option's text scored as the answer to the bare question (a cloze task).
 
-Each option is scored by the mean log-probability of its tokens as the continuation of the prompt (length
-normalised, so long options are not penalised for their length). No sampling is involved, so the score is
-deterministic for a given model and prompt.
+The model sees the question without its options; each option is scored by the mean log-probability of its tokens
+as the continuation of the prompt (length normalised, so long options are not penalised for their length), and
+the likeliest wins. No sampling is involved, so the score is deterministic for a given model and prompt. Options
+that refer to each other ("both A and B") cannot work this way; the `letter` scorer (smt.eval.letter) shows them.
+
+On a CPU each question runs on its own, its prompt once and its options as a batch over the shared KV cache; on a
+GPU whole (prompt, option) sequences of several questions run together, sorted by length.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 import torch
 
 from smt import prompts
+from smt.inference import has_chat_template, pad_token_id, render_chat
 
 PROMPT = "option_loglik"  # the question after any excerpts, asking for the answer only
 CONTEXT_PROMPT = "option_loglik_context"
@@ -49,17 +54,13 @@ def user_message(framed_question: str, context: Sequence[str] = ()) -> str:
     return prompts.text(PROMPT).format(context=excerpts, question=framed_question)
 
 
-def has_chat_template(tokenizer: Any) -> bool:
-    return bool(getattr(tokenizer, "chat_template", None))
-
-
-def build_prompt(tokenizer: Any, framed_question: str, context: Sequence[str] = ()) -> str:
+def build_prompt(
+    tokenizer: Any, framed_question: str, context: Sequence[str] = (), chat_kwargs: dict[str, Any] | None = None
+) -> str:
     """The text that the answer continues: the chat template's assistant turn, or a plain Q/A layout."""
     message = user_message(framed_question, context)
     if has_chat_template(tokenizer):
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": message}], add_generation_prompt=True, tokenize=False
-        )
+        return render_chat(tokenizer, [{"role": "user", "content": message}], chat_kwargs)
     return f"Question: {message}\nAnswer:"
 
 
@@ -108,13 +109,6 @@ def encode_question(
 
 
 # ---------------------------------------------------------------------------------------------- scoring
-
-
-def _pad_token_id(tokenizer: Any) -> int:
-    for value in (tokenizer.pad_token_id, tokenizer.eos_token_id):
-        if value is not None:
-            return int(value)
-    return 0
 
 
 @torch.inference_mode()
@@ -171,7 +165,7 @@ def score_options(model: Any, tokenizer: Any, prompt: str, options: Sequence[str
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     seqs = encode_question(tokenizer, prompt, options, _max_length(model))
-    pad_id = _pad_token_id(tokenizer)
+    pad_id = pad_token_id(tokenizer)
     scores = [
         v for i in range(0, len(seqs), batch_size) for v in mean_logprobs(model, seqs[i : i + batch_size], pad_id)
     ]
@@ -188,3 +182,45 @@ def score_questions(
     """
     for prompt, options in items:
         yield score_options(model, tokenizer, prompt, options, batch_size)
+
+
+@torch.inference_mode()
+def full_sequence_logprobs(model: Any, seqs: Sequence[_Encoded], pad_id: int) -> list[float]:
+    """Per sequence, the mean log-probability of its option tokens, every sequence run whole (right-padded)."""
+    device = next(model.parameters()).device
+    length = max(len(s.ids) for s in seqs)
+    input_ids = torch.full((len(seqs), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), length), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        input_ids[row, : len(s.ids)] = torch.tensor(s.ids, dtype=torch.long)
+        mask[row, : len(s.ids)] = 1
+    logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
+    result = []
+    for row, s in enumerate(seqs):
+        logp = torch.log_softmax(logits[row, s.start - 1 : len(s.ids) - 1].float(), dim=-1)
+        targets = torch.tensor(s.ids[s.start :], dtype=torch.long, device=logits.device)
+        result.append(float(logp.gather(1, targets[:, None]).mean()))
+    return result
+
+
+def score_across_questions(
+    model: Any, tokenizer: Any, items: Sequence[tuple[str, Sequence[str]]], batch_size: int = 8
+) -> list[Scored]:
+    """Every question's options, `batch_size` (prompt, option) sequences per forward pass across questions,
+    sorted by length so that little is padding: the GPU path (one pass per question leaves a GPU idle)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    limit = _max_length(model)
+    seqs = [
+        (q, o, e) for q, (p, opts) in enumerate(items) for o, e in enumerate(encode_question(tokenizer, p, opts, limit))
+    ]
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][2].ids))
+    pad_id = pad_token_id(tokenizer)
+    scores: list[list[float]] = [[0.0] * len(opts) for _, opts in items]
+    for start in range(0, len(order), batch_size):
+        batch = [seqs[i] for i in order[start : start + batch_size]]
+        for (q, o, _), value in zip(
+            batch, full_sequence_logprobs(model, [e for _, _, e in batch], pad_id), strict=True
+        ):
+            scores[q][o] = value
+    return [_scored(s) for s in scores]
