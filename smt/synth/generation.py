@@ -41,12 +41,16 @@ class Request:
     seed: int
     prefill: str = ""  # text the assistant turn starts with (steers the output format)
     json_schema: dict[str, Any] | None = None  # the output must be a JSON value of this schema
+    # A text prompt sent as is, without the chat template (`smt serve`'s /v1/completions; the transformers backend
+    # only). The pipeline's requests are chats and leave it empty.
+    prompt: str = ""
 
     def digest(self, sampling: Sampling) -> str:
         """What determines the completion (besides the model): a resumed run reuses a completion only if equal."""
-        blob = json.dumps(
-            [self.messages, self.prefill, self.seed, self.json_schema, sampling.as_dict()], sort_keys=True
-        )
+        parts: list[Any] = [self.messages, self.prefill, self.seed, self.json_schema, sampling.as_dict()]
+        if self.prompt:
+            parts.append(self.prompt)
+        blob = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
