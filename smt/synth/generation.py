@@ -43,12 +43,17 @@ class Request:
     json_schema: dict[str, Any] | None = None  # the output must be a JSON value of this schema
     # chat-template variables of this request, over the backend's own (an OpenAI-compatible body's)
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    # A text prompt sent as is, without the chat template (`smt serve`'s /v1/completions; the transformers backend
+    # only). The pipeline's requests are chats and leave it empty.
+    prompt: str = ""
 
     def digest(self, sampling: Sampling) -> str:
         """What determines the completion (besides the model): a resumed run reuses a completion only if equal."""
         parts: list[Any] = [self.messages, self.prefill, self.seed, self.json_schema, sampling.as_dict()]
         if self.chat_template_kwargs:
             parts.append(self.chat_template_kwargs)
+        if self.prompt:
+            parts.append(self.prompt)
         blob = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -27,6 +27,7 @@ from smt.inference import render_chat
 from smt.synth.generation import Completion, Request, Sampling, Stats, context_error, json_prefill, reject
 
 RowDone = Callable[[int, list[int], str, int], None]  # row, token ids, finish reason, prompt tokens
+RowToken = Callable[[int, int], None]  # row, the token id it just drew
 
 
 def _filter_top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -95,6 +96,8 @@ class TransformersBackend:
         return json_prefill(request.json_schema)
 
     def prompt_text(self, request: Request) -> str:
+        if request.prompt:
+            return request.prompt + self.prefill(request)
         variables = {**self.chat_template_kwargs, **request.chat_template_kwargs}
         return render_chat(self.tokenizer, request.messages, variables) + self.prefill(request)
 
@@ -118,10 +121,13 @@ class TransformersBackend:
         return past, out.logits[rows, -1, :], enc.attention_mask[rows], positions[rows, -1:], lengths
 
     @torch.inference_mode()
-    def _sample(self, prompts: list[str], seeds: list[int], sampling: Sampling, on_row: RowDone) -> None:
+    def _sample(
+        self, prompts: list[str], seeds: list[int], sampling: Sampling, on_row: RowDone, on_token: RowToken | None
+    ) -> None:
         """Decode every row; a row that stops leaves the batch (and the KV cache) so the rest run faster, and goes
         to `on_row` (row, token ids, finish reason, prompt tokens) at once; the rows still going at
-        max_new_tokens go there at the end."""
+        max_new_tokens go there at the end. Each token drawn (not the stop token) goes to `on_token` as it is
+        drawn."""
         past, logits, attention, positions, prompt_lengths = self._prefill(prompts)
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         tokens: list[list[int]] = [[] for _ in prompts]
@@ -151,6 +157,8 @@ class TransformersBackend:
                     on_row(i, tokens[i], "stop", prompt_lengths[i])
                     continue
                 tokens[i].append(token)
+                if on_token is not None:
+                    on_token(i, token)
                 chosen.append(token)
                 keep.append(batch_row)
             if not keep:
@@ -174,9 +182,11 @@ class TransformersBackend:
         desc: str = "generate",
         progress: bool = True,
         on_done: Callable[[Completion], None] | None = None,
+        on_token: Callable[[str, int], None] | None = None,
     ) -> list[Completion]:
         """Complete every request; batches are sorted by prompt length to waste little padding. Each completion
-        goes to `on_done` as soon as its row stops."""
+        goes to `on_done` as soon as its row stops; each token to `on_token` (request key, token id) as it is
+        drawn (what `smt serve` streams)."""
         prompts = {r.key: self.prompt_text(r) for r in requests}
         results: dict[str, Completion] = {}
         bar = tqdm(total=len(requests), desc=desc, unit="item", dynamic_ncols=True, disable=not progress)
@@ -204,7 +214,11 @@ class TransformersBackend:
                 if on_done is not None:
                     on_done(results[request.key])
 
-            self._sample([prompts[r.key] for r in batch], [r.seed for r in batch], sampling, finish)
+            def token(row: int, token_id: int, batch: list[Request] = batch) -> None:
+                on_token(batch[row].key, token_id)  # type: ignore[misc]
+
+            seeds = [r.seed for r in batch]
+            self._sample([prompts[r.key] for r in batch], seeds, sampling, finish, token if on_token else None)
             bar.update(len(batch))
             bar.set_postfix(tok_s=f"{self.stats.completion_tokens / (time.perf_counter() - started):.0f}")
         bar.close()
