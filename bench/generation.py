@@ -102,7 +102,18 @@ def llamacpp(new_tokens: int, n: int, threads: int) -> dict[str, Any]:
 
     model = PARAMS["models"][GENERATOR]
     gguf = artifacts.package_dir(model["package"]) / model["gguf_file"]
-    llm = llama_cpp.Llama(str(gguf), n_ctx=4096, n_threads=threads, n_batch=512, seed=0, verbose=False)
+    defaults = llama_cpp.llama_model_default_params
+
+    def without_extra_buffers() -> Any:  # AMX and repacked-weight buffers: SIGILL where AMX is not enabled
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    llama_cpp.llama_cpp.llama_model_default_params = without_extra_buffers
+    try:
+        llm = llama_cpp.Llama(str(gguf), n_ctx=4096, n_threads=threads, n_batch=512, seed=0, verbose=False)
+    finally:
+        llama_cpp.llama_cpp.llama_model_default_params = defaults
     eos = llm.token_eos()
     prompt_s = decode_s = 0.0
     prompt_tokens = generated = 0

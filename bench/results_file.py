@@ -9,12 +9,24 @@ from pathlib import Path
 from typing import Any
 
 
+def cpu_model() -> str:
+    """The processor's model name (Linux), or the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def machine() -> dict[str, Any]:
     """CPU count, Python, platform and, when torch sees one, the GPU."""
     info: dict[str, Any] = {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "cpu": cpu_model(),
     }
     try:
         import torch
