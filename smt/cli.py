@@ -52,6 +52,15 @@ def _tool_commands(sub: Any) -> None:
     srv.add_argument("--batch-size", type=int, default=8, help="requests generated together at most")
     srv.add_argument("--api-key-env", help="require `Authorization: Bearer $NAME` (the variable's name, not the key)")
     srv.add_argument("--served-model-name", help="the model name clients send (default: the model's id)")
+    cmp = sub.add_parser("compare", help="accuracy per condition and experiment, with intervals and differing params")
+    cmp.add_argument("experiments", nargs="*", metavar="EXP", help="experiment names or revs (default: all listed)")
+    cmp.add_argument("-A", "--all-commits", action="store_true", help="experiments of every commit, not only HEAD")
+    que = sub.add_parser("queue", help="queue DVC experiments over a grid of params values (axes such as budgets too)")
+    que.add_argument(
+        "-S", "--set-param", dest="settings", action="append", required=True, metavar="KEY=VALUE[,VALUE...]",
+        help="as `dvc exp run -S` (comma-separated values make a grid; repeat for more keys)",
+    )  # fmt: skip
+    que.add_argument("--name", help="experiment name (numbered -1, -2, ... for a grid)")
     closure = sub.add_parser("affected", help="stage instances a params change or a file edit reruns")
     closure.add_argument(
         "what", nargs="+", help="file paths, dotted params keys, or key=value (a YAML value) for an exact answer"
@@ -76,6 +85,14 @@ def main(argv: list[str] | None = None) -> int:
             axes = {a: getattr(args, a) for a in st.axes}
             runner.run_stage(args.command, axes, args.params, getattr(args, "shard", None))
             return 0
+        if args.command == "compare":
+            from smt.pipeline import compare
+
+            return compare.compare(args.experiments, ["--all-commits"] if args.all_commits else [])
+        if args.command == "queue":
+            from smt.pipeline import sweep
+
+            return sweep.queue(args.params, args.settings, args.name)
         from smt.pipeline import tools
 
         return tools.run(args)

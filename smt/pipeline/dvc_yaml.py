@@ -75,24 +75,36 @@ def _stage_body(st: ST.Stage, params: dict[str, Any], fixed: dict[str, str]) -> 
         "params": list(st.keys(marks, params)),
     }
     # Every output is cached, metrics and manifests too: results/ is not in git, so a DVC remote must carry all
-    # of them for `dvc pull` in a fresh clone to restore a complete, up-to-date workspace.
+    # of them for `dvc pull` in a fresh clone to restore a complete, up-to-date workspace. Plot files are plain
+    # outputs here: the top-level `plots:` section draws them (see plots()).
     outs: list[Any] = [
-        p for o in st.outputs.values() if o.kind in ("out", "meta") for p in _dvc_paths(o.path, st, params, marks)
+        p for o in st.outputs.values() if o.kind != "metric" for p in _dvc_paths(o.path, st, params, marks)
     ]
     metrics = [p for o in st.outputs.values() if o.kind == "metric" for p in _dvc_paths(o.path, st, params, marks)]
-    plots = [
-        {p: {"x": o.plot_xy[0], "y": o.plot_xy[1]}} if o.plot_xy else p
-        for o in st.outputs.values()
-        if o.kind == "plot"
-        for p in _dvc_paths(o.path, st, params, marks)
-    ]
     if outs:
         body["outs"] = outs
     if metrics:
         body["metrics"] = metrics
-    if plots:
-        body["plots"] = plots
     return body
+
+
+def plots(params: dict[str, Any]) -> list[Any]:
+    """The top-level `plots:` section: one chart per declared plot with every instance's file on it (so `dvc plots
+    diff <exp> <exp>` draws several experiments on one chart, coloured by experiment), with its title, axis labels
+    and template; image outputs (the scaling figure) as they are."""
+    found: list[Any] = []
+    for st in S.STAGES:
+        for key, out in st.outputs.items():
+            if out.kind != "plot":
+                continue
+            files = [G.stage_outputs(st, axes, params)[key] for axes in G.instances(st, params)]
+            if out.plot is None:
+                found += files
+                continue
+            p = out.plot
+            definition = {"template": p.template, "x": p.x, "y": dict.fromkeys(files, p.y)}
+            found.append({p.name: {**definition, "title": p.title, "x_label": p.x_label, "y_label": p.y_label}})
+    return found
 
 
 def _unrolled(st: ST.Stage, params: dict[str, Any]) -> list[dict[str, str]]:
@@ -134,7 +146,7 @@ def render(params: dict[str, Any]) -> str:
                 stages[name] = {"matrix": {a: f"${{{ST.AXIS_VALUES_KEY[a]}}}" for a in free}, **body}
             else:
                 stages[name] = body
-    return HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=110)
+    return HEADER + yaml.safe_dump({"stages": stages, "plots": plots(params)}, sort_keys=False, width=110)
 
 
 def stale(params: dict[str, Any], path: Path = DVC_YAML) -> bool:

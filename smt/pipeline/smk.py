@@ -38,7 +38,10 @@ TOPICS: dict[str, tuple[str, tuple[str, ...]]] = {
         "The four conditions per benchmark: closed-book base, RAG base, SMT closed-book, SMT + RAG.",
         tuple(f"eval_{c}" for c in S.CONDITIONS),
     ),
-    "report": ("The scaling study per benchmark, then one results page for everything.", ("scaling", "report")),
+    "report": (
+        "The scaling study per benchmark, then one results page and one DVC metrics file for everything.",
+        ("scaling", "report", "metrics"),
+    ),
 }
 
 

@@ -44,11 +44,27 @@ AXIS_REF = re.compile(r"\{([a-z_]+)\}")
 
 
 @dataclass(frozen=True)
+class Plot:
+    """A DVC plot drawn from one output of every instance (top-level `plots:` in dvc.yaml), so that `dvc plots
+    show` and `dvc plots diff <experiments>` put every instance and experiment on one chart."""
+
+    name: str
+    x: str
+    y: str
+    title: str
+    x_label: str
+    y_label: str
+    template: str = "linear"  # a DVC template, or the name of one in .dvc/plots/
+
+
+@dataclass(frozen=True)
 class Output:
     path: str
     directory: bool = False
-    kind: str = "out"  # out | meta (small: manifests, details) | metric | plot; all cached by DVC
-    plot_xy: tuple[str, str] | None = None  # columns of a plot's x and y axes
+    # out | meta (small: manifests, details, provenance) | metric (the few numbers `dvc exp show` compares) |
+    # plot (an image, or a table drawn by `plot`); all cached by DVC
+    kind: str = "out"
+    plot: Plot | None = None
 
 
 @dataclass(frozen=True)

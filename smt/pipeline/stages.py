@@ -13,7 +13,7 @@ from typing import Any
 
 from smt.eval.conditions import CONDITIONS
 from smt.pipeline import targets
-from smt.pipeline.stage import RECIPE_MANIFESTS, RECIPE_STREAMS, Output, Stage, external_inputs, target_input
+from smt.pipeline.stage import RECIPE_MANIFESTS, RECIPE_STREAMS, Output, Plot, Stage, external_inputs, target_input
 from smt.train.spec import HYPERPARAMETERS
 
 BASE_MODEL = "results/models/base/{model}"
@@ -66,6 +66,31 @@ EVAL_KEYS = (
 )
 HITS = "results/retrieval/{benchmark}/hits.jsonl"
 RETRIEVAL_REPORT = "results/retrieval/{benchmark}/retrieval_report.json"
+INGEST_REPORT = "results/data/{benchmark}/ingest_report.json"
+AUDIT = "results/synth/{benchmark}/audit.json"
+TRAIN_METRICS = "results/train/{benchmark}/{recipe}/{budget}/train_metrics.json"
+SCALING_FIT = "results/scaling/{benchmark}/scaling.json"
+COMPUTE = "results/compute.json"
+# The only DVC metrics file: the few numbers `dvc exp show` compares across runs (smt/eval/summary.py). Every
+# other JSON output (score files, reports, manifests) is a cached output that keeps its provenance and detail.
+METRICS = "results/metrics.json"
+LOSS_PLOT = Plot(
+    name="training_loss",
+    x="step",
+    y="loss",
+    title="Training loss per optimizer step (one line per recipe and budget)",
+    x_label="optimizer step",
+    y_label="training loss",
+)
+SCALING_PLOT = Plot(
+    name="accuracy_vs_synthetic_tokens",
+    x="synthetic_tokens",
+    y="accuracy",
+    title="Accuracy vs unique synthetic tokens (log scale; dash: recipe, shape: condition)",
+    x_label="unique synthetic training tokens (log scale)",
+    y_label="accuracy",
+    template="log_x",  # .dvc/plots/log_x.json: DVC's own templates have no log axis
+)
 
 
 def stream_files(shares: dict[str, float], benchmark: str, manifests: bool = False) -> list[str]:
@@ -105,7 +130,7 @@ def _eval_stage(condition: str) -> Stage:
         axes=("benchmark", "recipe", "budget") if smt else ("benchmark",),
         inputs=inputs,
         outputs={
-            "score": _out(score, kind="metric"),
+            "score": _out(score, kind="meta"),
             "predictions": _out(score.replace(".json", ".predictions.jsonl")),
         },
         params=EVAL_KEYS if smt else (*EVAL_KEYS, "roles.student"),
@@ -145,7 +170,7 @@ STAGES: tuple[Stage, ...] = (
         outputs={
             "documents": _out(DOCUMENTS),
             "questions": _out(QUESTIONS),
-            "report": _out("results/data/{benchmark}/ingest_report.json", kind="metric"),
+            "report": _out(INGEST_REPORT, kind="meta"),
             "details": _out("results/data/{benchmark}/ingest_details.json", kind="meta"),
         },
         params=("benchmarks.{benchmark}", "ingest.max_documents"),
@@ -231,7 +256,7 @@ STAGES: tuple[Stage, ...] = (
         doc="Check synthetic texts for n-gram overlap with the benchmark's questions and options; fail above a limit.",
         axes=("benchmark",),
         inputs={"qa": QA, "docs": DOCS, "questions": QUESTIONS, "documents": DOCUMENTS},
-        outputs={"report": _out(CONTAMINATION, kind="metric")},
+        outputs={"report": _out(CONTAMINATION, kind="meta")},
         params=("audit.ngram", "audit.max_contamination"),
         resources={"mem_mb": 2000, "runtime": 30, "gpu": 0},
         tests=("tests/synth/test_audit.py",),
@@ -241,7 +266,7 @@ STAGES: tuple[Stage, ...] = (
         doc="Measure the synthetic data: tokens per stream and generator, lexical and semantic (Vendi) diversity.",
         axes=("benchmark",),
         inputs={"model": STUDENT, "qa": QA, "docs": DOCS, **external_inputs("audit.embedding_model")},
-        outputs={"report": _out("results/synth/{benchmark}/audit.json", kind="metric")},
+        outputs={"report": _out(AUDIT, kind="meta")},
         params=("seed", "roles.student", "audit.embedding_model", "audit.max_items_per_generator"),
         resources={"mem_mb": 2000, "runtime": 60, "gpu": 0},
         threads=2,
@@ -264,7 +289,7 @@ STAGES: tuple[Stage, ...] = (
         },
         outputs={
             "train": _out(MIX),
-            "report": _out(MIX_REPORT, kind="metric"),
+            "report": _out(MIX_REPORT, kind="meta"),
         },
         params=(
             "seed",
@@ -286,8 +311,8 @@ STAGES: tuple[Stage, ...] = (
         inputs={"model": STUDENT, "train": MIX, "mix_report": MIX_REPORT},
         outputs={
             "model": _out(SMT_MODEL, directory=True),
-            "loss": _out("results/train/{benchmark}/{recipe}/{budget}/loss.csv", kind="plot", plot_xy=("step", "loss")),
-            "metrics": _out("results/train/{benchmark}/{recipe}/{budget}/train_metrics.json", kind="metric"),
+            "loss": _out("results/train/{benchmark}/{recipe}/{budget}/loss.csv", kind="plot", plot=LOSS_PLOT),
+            "metrics": _out(TRAIN_METRICS, kind="meta"),
         },
         params=("seed", "roles.student", *(f"train.{key}" for key in HYPERPARAMETERS)),
         resources={"mem_mb": 8000, "runtime": 240, "gpu": 0},
@@ -336,7 +361,7 @@ STAGES: tuple[Stage, ...] = (
         },
         outputs={
             "hits": _out(HITS),
-            "report": _out(RETRIEVAL_REPORT, kind="metric"),
+            "report": _out(RETRIEVAL_REPORT, kind="meta"),
         },
         params=(
             "roles.student",
@@ -374,10 +399,8 @@ STAGES: tuple[Stage, ...] = (
             "mix_reports": MIX_REPORT,
         },
         outputs={
-            "points": _out(
-                "results/scaling/{benchmark}/points.csv", kind="plot", plot_xy=("synthetic_tokens", "accuracy")
-            ),
-            "fit": _out("results/scaling/{benchmark}/scaling.json", kind="metric"),
+            "points": _out("results/scaling/{benchmark}/points.csv", kind="plot", plot=SCALING_PLOT),
+            "fit": _out(SCALING_FIT, kind="meta"),
             "figure": _out("results/scaling/{benchmark}/scaling.png", kind="plot"),
         },
         params=(),
@@ -390,9 +413,9 @@ STAGES: tuple[Stage, ...] = (
         axes=(),
         inputs={
             **{f"scores_{c}": score_path(c) for c in CONDITIONS},
-            "scaling_fits": "results/scaling/{benchmark}/scaling.json",
+            "scaling_fits": SCALING_FIT,
             "scaling_figures": "results/scaling/{benchmark}/scaling.png",
-            "train_metrics": "results/train/{benchmark}/{recipe}/{budget}/train_metrics.json",
+            "train_metrics": TRAIN_METRICS,
             "mix_reports": MIX_REPORT,
             "qa_manifests": "results/synth/{benchmark}/qa.manifest.json",
             "docs_manifests": "results/synth/{benchmark}/docs/{generator}.manifest.json",
@@ -401,11 +424,32 @@ STAGES: tuple[Stage, ...] = (
         outputs={
             "report": _out("results/report.md"),
             "html": _out("results/report.html"),
-            "compute": _out("results/compute.json", kind="metric"),
+            "compute": _out(COMPUTE, kind="meta"),
         },
         params=("report.decimals", "roles.generator"),
         resources={"mem_mb": 500, "runtime": 5, "gpu": 0},
         tests=("tests/eval/test_report.py", "tests/pipeline/test_builds.py", "tests/pipeline/test_rebuild.py"),
+    ),
+    Stage(
+        name="metrics",
+        doc="The numbers compared across runs (scores with intervals, losses, tokens, recall, diversity, compute), "
+        "flat and few: the DVC metrics file that `dvc exp show` lists.",
+        axes=(),
+        inputs={
+            **{f"scores_{c}": score_path(c) for c in CONDITIONS},
+            "ingest_reports": INGEST_REPORT,
+            "retrieval_reports": RETRIEVAL_REPORT,
+            "contamination": CONTAMINATION,
+            "audits": AUDIT,
+            "mix_reports": MIX_REPORT,
+            "train_metrics": TRAIN_METRICS,
+            "scaling_fits": SCALING_FIT,
+            "compute": COMPUTE,
+        },
+        outputs={"metrics": _out(METRICS, kind="metric")},
+        params=(),
+        resources={"mem_mb": 500, "runtime": 5, "gpu": 0},
+        tests=("tests/eval/test_summary.py", "tests/pipeline/test_experiments.py"),
     ),
 )
 

@@ -67,13 +67,13 @@ def trained(*stages: str, budget: str = "4000") -> set[str]:
 
 def test_downstream_closure_of_a_training_key() -> None:
     closure = G.downstream(PARAMS, G.readers_of_key(PARAMS, "train.learning_rate"))
-    assert closure == trained("train", "eval_smt_closed_book", "eval_smt_rag") | {"scaling@demo", "report"}
+    assert closure == trained("train", "eval_smt_closed_book", "eval_smt_rag") | {"scaling@demo", "report", "metrics"}
 
 
 def test_a_recipe_reads_only_its_own_streams() -> None:
     ar = G.downstream(PARAMS, {"synth_docs@demo-active_reading"})
     assert "mix_smt@demo-4000" in ar and "mix_smt_fr@demo-4000" not in ar
-    assert G.readers_of_key(PARAMS, "recipes.smt_fr") == {"mix_smt_fr@demo-4000", "scaling@demo", "report"}
+    assert G.readers_of_key(PARAMS, "recipes.smt_fr") == {"mix_smt_fr@demo-4000", "scaling@demo", "report", "metrics"}
 
 
 def test_downstream_closure_of_a_generation_key() -> None:
@@ -87,6 +87,7 @@ def test_downstream_closure_of_a_generation_key() -> None:
         *trained("mix", "train", "eval_smt_closed_book", "eval_smt_rag"),
         "scaling@demo",
         "report",
+        "metrics",
     }
 
 
@@ -135,9 +136,10 @@ def test_a_benchmarks_options_are_read_by_its_own_ingest_only() -> None:
     params = copy.deepcopy(PARAMS)
     params["benchmarks"]["quality"] = {"source": "q", "format": "leval", "split": "all", "include_leval_added": False}
     P.validate(params)
-    # the report reads the benchmarks mapping (which benchmarks exist), and is downstream of every ingest anyway
-    assert G.readers_of_key(params, "benchmarks.quality.split") == {"ingest@quality", "report"}
-    assert G.readers_of_key(params, "benchmarks.demo") == {"ingest@demo", "report"}
+    # the report and the metrics read the benchmarks mapping (which benchmarks exist), and are downstream of every
+    # ingest anyway
+    assert G.readers_of_key(params, "benchmarks.quality.split") == {"ingest@quality", "report", "metrics"}
+    assert G.readers_of_key(params, "benchmarks.demo") == {"ingest@demo", "report", "metrics"}
     assert G.downstream(params, G.readers_of_key(params, "benchmarks.quality.split")) == G.downstream(
         params, {"ingest@quality"}
     )
@@ -153,7 +155,7 @@ def test_recipes_and_budgets_fan_out_mix_train_and_smt_scores() -> None:
     assert "eval_rag_base@demo" in ids and not any(i.startswith("eval_rag_base@demo-") for i in ids)
     assert G.downstream(params, {"mix_smt@demo-2000"}) == {
         "mix_smt@demo-2000", "train_smt@demo-2000", "eval_smt_closed_book_smt@demo-2000",
-        "eval_smt_rag_smt@demo-2000", "scaling@demo", "report",
+        "eval_smt_rag_smt@demo-2000", "scaling@demo", "report", "metrics",
     }  # fmt: skip
 
 

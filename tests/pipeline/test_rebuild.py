@@ -38,6 +38,7 @@ FOLDER_KEYS = ("benchmarks.demo.source", "models.smollm2.path", "rag.reranker_mo
 # with a clear message naming the value, before any job runs.
 NO_RUNTIME_ALTERNATIVE = ("models.smollm2.package", "models.smollm2.gguf_file")
 RECIPES = tuple(SMALL["recipes"])
+SWEEP = {"scaling@demo", "report", "metrics"}  # what reads every budget's results
 
 
 def trained(*stages: str, budget: int = BUDGET) -> set[str]:
@@ -182,7 +183,7 @@ def test_smt_affected_answers_a_key_a_value_and_a_file(recorded: Path) -> None:
     def affected(*what: str) -> set[str]:
         return set(sh([sys.executable, "-m", "smt", "affected", *what], recorded).stdout.split())
 
-    sweep = {"scaling@demo", "report"}
+    sweep = SWEEP
     assert affected("train.learning_rate") == trained("train", "eval_smt_closed_book", "eval_smt_rag") | sweep
     new = trained("mix", "train", "eval_smt_closed_book", "eval_smt_rag", budget=BUDGET // 2)
     assert affected(f"mix.token_budgets=[{BUDGET}, {BUDGET // 2}]") == new | sweep  # targets hold: no generation
@@ -263,7 +264,7 @@ def test_removing_a_generator_reruns_its_consumers_and_drops_it_from_the_report(
     write_params(ws, params)
     sh("python -m smt render-dvc", ws)
     # written by hand: what reads the set of generators or recipes; the smt recipe's model stays as it is
-    direct = {"synth_contamination@demo", "synth_audit@demo", "scaling@demo", "report"}
+    direct = {"synth_contamination@demo", "synth_audit@demo", "scaling@demo", "report", "metrics"}
     assert dvc_status(ws) == direct
     assert dvc_pending(ws) == direct
     assert snakemake_pending(ws) == direct
@@ -291,8 +292,8 @@ def test_a_budget_added_then_removed_reruns_exactly_its_instances_then_the_sweep
     params["mix"]["token_budgets"] = [BUDGET, small]
     write_params(ws, params)
     new = trained("mix", "train", "eval_smt_closed_book", "eval_smt_rag", budget=small)
-    assert snakemake_pending(ws) == new | {"scaling@demo", "report"}
-    assert dvc_pending(ws) == new | {"scaling@demo", "report"}
+    assert snakemake_pending(ws) == new | SWEEP
+    assert dvc_pending(ws) == new | SWEEP
     sh("snakemake --cores 2", ws, timeout=900)
     sh("python -m smt record", ws)
     points = (ws / "results/scaling/demo/points.csv").read_text()
@@ -300,8 +301,8 @@ def test_a_budget_added_then_removed_reruns_exactly_its_instances_then_the_sweep
     params["mix"]["token_budgets"] = [BUDGET]
     write_params(ws, params)
     sh("python -m smt render-dvc", ws)
-    assert dvc_status(ws) == {"scaling@demo", "report"}
-    assert snakemake_pending(ws) == {"scaling@demo", "report"}
+    assert dvc_status(ws) == SWEEP
+    assert snakemake_pending(ws) == SWEEP
     sh("snakemake --cores 2", ws, timeout=600)
     points = (ws / "results/scaling/demo/points.csv").read_text()
     assert f",{BUDGET}," in points and f",{small}," not in points, points
