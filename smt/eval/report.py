@@ -3,7 +3,10 @@ recipe's model closed-book and with RAG (largest budget), with 95% intervals and
 of how many benchmarks each recipe beats RAG on; every trained model (each recipe and token budget) with its
 gains over RAG; the accuracy and interval of every scorer run on every condition (`eval.scorer` and
 `eval.extra_scorers`), with chance and, for generated answers, the accuracy over attempted answers; the scaling
-figures; and the compute spent (C = 2MD + 6ND). Markdown (results/report.md) and a self-contained HTML page."""
+figures; and the compute spent (C = 2MD + 6ND). Markdown (results/report.md) and a self-contained HTML page.
+
+Longer than most modules: the Markdown page and the HTML page render the same tables, side by side so that
+they cannot drift apart."""
 
 from __future__ import annotations
 

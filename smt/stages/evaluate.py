@@ -78,11 +78,8 @@ def run(ctx: StageContext) -> None:
         ctx.log.info("%s: scored %d questions in %.1fs on %s (%s)", name, len(records), time.time() - started,
                      where.get("device"), where.get("dtype"))  # fmt: skip
         predictions += [{**r, "scorer": name} for r in records]
-        results[name] = {
-            **scores.summarize(records, resamples, seed),
-            **where,
-            "seconds": round(time.time() - started, 1),
-        }
+        results[name] = {**scores.summarize(records, resamples, seed), **where}  # no wall time: the file is
+        # a function of its inputs (a rerun or a resumed run writes the same bytes); the log has the time
         if kind == MULTIPLE_CHOICE:
             results[name]["chance"] = sum(1 / len(q["options"]) for q in questions) / len(questions)
     io.write_jsonl(ctx.outputs["predictions"], predictions)

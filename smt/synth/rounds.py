@@ -3,8 +3,9 @@
 How much a stream generates follows from the recipes and budgets that use it (smt.pipeline.targets): each
 document should hold its share of the stream's target, counted in the completion tokens of accepted items. The
 first round asks for a fixed number of items per document; each later round asks a document for as many more as
-its tokens per accepted item so far say it still needs, until it reaches its share or `max_rounds` runs out
-(the manifest counts the documents left short). Item i of a document always has the same key and seed, and a
+its tokens per accepted item so far say it still needs (a document with nothing accepted yet asks for twice as
+many as in its last round), until it reaches its share or `max_rounds` runs out (the manifest counts the documents
+left short). Item i of a document always has the same key and seed, and a
 document's rounds depend only on its own items, so the records do not depend on the shard count or the batch.
 """
 
@@ -57,6 +58,8 @@ def run(
             count = first
             if rounds > 1 and accepted[doc_id]:
                 count = math.ceil((target - made[doc_id]) / (made[doc_id] / accepted[doc_id]))
+            elif rounds > 1:  # nothing accepted yet: no rate to size from, so twice the last round's ask
+                count = first * 2 ** (rounds - 1)
             wanted.append((doc, asked[doc_id], min(max(count, 1), MAX_PER_ROUND)))
         if before and wanted:
             before(wanted)

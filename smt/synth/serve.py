@@ -20,6 +20,9 @@ server returns what the transformers backend returns directly. A client that dis
 receiving, but its generation runs on to its end. The socket opens before the model is loaded and answers 503
 (Retry-After) until then, as a starting vLLM server does. With `--api-key-env NAME` it requires
 `Authorization: Bearer $NAME`; headers are never logged.
+
+Longer than most modules: the wire protocol (routes, OpenAI's errors and chunk formats, reading every body,
+streaming) and the batching worker that owns the model are one server, kept in one place.
 """
 
 from __future__ import annotations

@@ -78,21 +78,28 @@ def _engine(tmp: Path, model: Path, units: list[dict], max_new_tokens: int) -> E
 
 def test_sections_are_recorded_and_a_request_too_long_is_rejected_not_the_shard(tmp_path: Path, tokenizer) -> None:
     model = tiny_llama(tmp_path / "tiny", tokenizer.name_or_path)  # a 256-token context
-    pages = ["The lighthouse keeper counted nine ships in March. " * 3, "In April the harbour froze for a week. " * 3]
+    pages = [
+        "The lighthouse keeper counted nine ships in March. " * 3,
+        "In April the harbour froze for a week. " * 3,
+        "By May the gulls were back on the north cliffs. " * 3,
+        "In June a ship ran aground on the bar. " * 3,
+    ]  # each page fits a 40-token section; the four together do not fit the model beside the prompt
     text = "\n\n".join(pages)
+    starts = [sum(len(p) + 2 for p in pages[:i]) for i in range(len(pages))]
     paged = {"doc_id": "paged", "title": "Harbour Log", "text": text, "segments": [
-        {"name": "page_0", "start": 0, "end": len(pages[0])},
-        {"name": "page_1", "start": len(pages[0]) + 2, "end": len(text)},
+        {"name": f"page_{i}", "start": start, "end": start + len(page)}
+        for i, (start, page) in enumerate(zip(starts, pages, strict=True))
     ]}  # fmt: skip
     tiny = {"doc_id": "tiny", "title": "Gulls", "text": "Gulls nest on the cliffs.", "segments": []}
     units = sections.split([paged, tiny], tokenizer, 40, "segments")
-    assert [u["section_name"] for u in units] == ["page_0", "page_1", sections.WHOLE]
+    names = [f"page_{i}" for i in range(len(pages))]
+    assert [u["section_name"] for u in units] == [*names, sections.WHOLE]
     _engine(tmp_path / "split", model, units, 4).run()
     records = io.read_jsonl(tmp_path / "split/qa.jsonl")
     manifest = io.read_json(tmp_path / "split/qa.manifest.json")
     made = records + manifest["rejected"]
     assert sorted((r["doc_id"], r["section_name"]) for r in made) == [
-        ("paged", "page_0"), ("paged", "page_1"), ("tiny", sections.WHOLE)
+        *(("paged", name) for name in names), ("tiny", sections.WHOLE)
     ]  # fmt: skip
     assert not any("too long" in r["reason"] for r in manifest["rejected"])
     # Unsplit, the paged document's request does not fit 256 tokens: that item is rejected, naming why.

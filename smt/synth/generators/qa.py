@@ -44,9 +44,9 @@ def parse_pair(question: str, answer: str) -> tuple[str, str] | str:
 
 
 def complete_sentences(answer: str) -> str:
-    """The answer up to the end of its last complete sentence ('' when none ends): what survives a cut."""
-    ends = [m.end() for m in _SENTENCE_END.finditer(answer)]
-    return answer[: ends[-1]] if ends else ""
+    """The answer up to the end of its last complete sentence or line ('' when none ends): what survives a cut."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(answer)] + [m.start() for m in re.finditer(r"\n", answer)]
+    return answer[: max(ends)].rstrip() if ends else ""
 
 
 def trim_truncated(pair: tuple[str, str] | str) -> tuple[str, str] | str:
