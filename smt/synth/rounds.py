@@ -3,9 +3,9 @@
 How much a stream generates follows from the recipes and budgets that use it (smt.pipeline.targets): each
 document should hold its share of the stream's target, counted in the completion tokens of accepted items. The
 first round asks for a fixed number of items per document; each later round asks a document for as many more as
-its tokens per accepted item so far say it still needs (a document with nothing accepted yet asks for twice as
-many as in its last round), until it reaches its share or `max_rounds` runs out (the manifest counts the documents
-left short). Item i of a document always has the same key and seed, and a
+its accepted tokens per item asked so far (rejected items included) say it still needs (a document with nothing
+accepted yet asks for twice as many as in its last round), until it reaches its share or `max_rounds` runs out
+(the manifest counts the documents left short). Item i of a document always has the same key and seed, and a
 document's rounds depend only on its own items, so the records do not depend on the shard count or the batch.
 """
 
@@ -46,7 +46,6 @@ def run(
     every (doc, start, count) of a round first, to batch what the items need (strategy lists)."""
     target = job.target_per_document
     made = {d["doc_id"]: 0 for d in job.documents}
-    accepted = dict.fromkeys(made, 0)
     asked = dict.fromkeys(made, 0)
     rounds = 0
     for rounds in range(1, job.max_rounds + 1):
@@ -56,8 +55,8 @@ def run(
             if rounds > 1 and (not target or made[doc_id] >= target):
                 continue
             count = first
-            if rounds > 1 and accepted[doc_id]:
-                count = math.ceil((target - made[doc_id]) / (made[doc_id] / accepted[doc_id]))
+            if rounds > 1 and made[doc_id]:  # sized from the tokens each request asked so far yielded, rejects too
+                count = math.ceil((target - made[doc_id]) / (made[doc_id] / asked[doc_id]))
             elif rounds > 1:  # nothing accepted yet: no rate to size from, so twice the last round's ask
                 count = first * 2 ** (rounds - 1)
             wanted.append((doc, asked[doc_id], min(max(count, 1), MAX_PER_ROUND)))
@@ -75,9 +74,7 @@ def run(
         meta = {item.request.key: item.meta for item in items}
         for completion in job.complete([item.request for item in items], sampling, step):
             gained = accept(completion, meta[completion.key])
-            doc_id = meta[completion.key]["doc_id"]
-            made[doc_id] += gained
-            accepted[doc_id] += bool(gained)
+            made[meta[completion.key]["doc_id"]] += gained
     collector.counts["rounds"] = max(collector.counts.get("rounds", 0), rounds)
     collector.counts["target_tokens_per_document"] = target
     collector.counts["documents_short_of_target"] = sum(1 for d in made if target and made[d] < target)

@@ -153,7 +153,7 @@ def test_snakemake_jobs_that_run_together_get_distinct_devices(tmp_path: Path) -
 
 
 def test_each_rule_tells_its_stage_the_gpu_count_the_profile_gives_it(small_workspace: Path) -> None:
-    out = sh("snakemake -n -p --workflow-profile profiles/gpu", small_workspace).stdout
+    out = sh("snakemake -n -p --forceall --workflow-profile profiles/gpu", small_workspace).stdout  # built or not
     assert "SMT_JOB_GPUS=1 python -m smt train" in out
     assert "SMT_JOB_GPUS=4 python -m smt synth_qa" in out
     assert "SMT_JOB_GPUS=0 python -m smt ingest" in out

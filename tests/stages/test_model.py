@@ -44,7 +44,7 @@ def test_the_generator_and_the_student_are_different_models(tmp_path: Path, base
         "recipes": {"qa_only": {"qa": 1.0}},
         "ingest": {"max_documents": 2},
         "generation": {"max_rounds": 1},
-        "synth_qa": {"per_request": 1, "per_document": 2, "max_new_tokens": 48},  # as tests/synth/test_engine.py
+        "synth_qa": {"per_request": 1, "per_document": 4, "max_new_tokens": 64},  # as tests/synth/test_engine.py
         "mix": {"token_budgets": [40], "max_repeat_fraction": 1.0, "replay_fraction": 0.0},
         "train": {"max_steps": 1, "max_length": 64, "effective_batch_size": 1, "per_device_batch_size": 1},
     }

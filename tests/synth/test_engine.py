@@ -38,7 +38,7 @@ TINY = {
     "ingest": {"max_documents": 2},
     "generation": {"batch_size": 4, "shards": 1, "max_rounds": 1},
     "mix": {"token_budgets": [40]},
-    "synth_qa": {"per_request": 1, "per_document": 2, "max_new_tokens": 48},
+    "synth_qa": {"per_request": 1, "per_document": 4, "max_new_tokens": 64},  # 8 requests: some accepted QA
     "synth_docs": {
         "max_new_tokens": 32,
         "generators": {
@@ -59,6 +59,7 @@ TINY = {
         },
     },
 }
+QA_REQUESTS = 2 * TINY["synth_qa"]["per_document"]  # two documents, one round
 
 
 def set_params(ws: Path, changes: dict) -> None:
@@ -116,14 +117,18 @@ def test_records_do_not_depend_on_shards_or_batch_size(ws: Path, qa_reference: t
     assert qa_output(ws) == qa_reference
     manifest = io.read_json(ws / QA_MANIFEST)
     assert [s["documents"] for s in manifest["shards"]] == [1, 1]
-    assert manifest["counts"]["requested"] == 4 == manifest["counts"]["accepted"] + manifest["counts"]["rejected"]
+    assert (
+        manifest["counts"]["requested"]
+        == QA_REQUESTS
+        == manifest["counts"]["accepted"] + manifest["counts"]["rejected"]
+    )
     assert manifest["model"]["id"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert manifest["model"]["revision"].startswith("sha256:")
     assert manifest["backend"]["name"] == "transformers" and manifest["backend"]["version"] == "5.19.0"
-    assert manifest["sampling"]["qa"] == {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 48}
+    assert manifest["sampling"]["qa"] == {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 64}
     generation = manifest["generation"]
     assert generation["completion_tokens"] == generation["generated_tokens"] > 0
-    assert generation["completion_tokens_per_s"] > 0 and generation["requests"] == 4
+    assert generation["completion_tokens_per_s"] > 0 and generation["requests"] == QA_REQUESTS
     assert not (ws / "results/synth/demo/shards").exists(), "merged shards are removed"
 
 
@@ -152,28 +157,28 @@ def test_a_killed_shard_resumes_without_duplicates_or_gaps(
         sh(cmd, ws)
         manifest = io.read_json(records.with_suffix("").with_suffix(".manifest.json"))
         assert manifest["counts"]["resumed"] == manifest["generation"]["resumed"] == done
-        assert manifest["generation"]["generated"] == 4 - done
-        assert _entries(partial) == 4, "every completion stays in the journal"
+        assert manifest["generation"]["generated"] == QA_REQUESTS - done
+        assert _entries(partial) == QA_REQUESTS, "every completion stays in the journal"
         assert manifest["shard"]["documents"] == ["demo-01", "demo-02"]
         assert (io.read_jsonl(records), manifest["rejected"]) == qa_reference
         run_stage("synth_qa", {"benchmark": "demo"})  # the merge: the shard is complete, nothing is generated
     finally:
         set_params(ws, {"generation": {"batch_size": 4, "shards": 1}})
     assert qa_output(ws) == qa_reference
-    assert io.read_json(ws / QA_MANIFEST)["generation"]["generated"] == 4 - done
+    assert io.read_json(ws / QA_MANIFEST)["generation"]["generated"] == QA_REQUESTS - done
 
 
 def test_a_raised_target_generates_only_the_new_items(ws: Path, qa_reference: tuple[list[dict], list[dict]]) -> None:
     """More items per document (as a larger budget asks): the journal supplies the earlier ones."""
     run_stage("synth_qa", {"benchmark": "demo"})
-    set_params(ws, {"synth_qa": {"per_document": 3}})
+    set_params(ws, {"synth_qa": {"per_document": 5}})
     try:
         run_stage("synth_qa", {"benchmark": "demo"})
         manifest = io.read_json(ws / QA_MANIFEST)
         records, _ = qa_output(ws)
     finally:
-        set_params(ws, {"synth_qa": {"per_document": 2}})
-    assert manifest["generation"]["resumed"] == 4 and manifest["generation"]["generated"] == 2
+        set_params(ws, {"synth_qa": {"per_document": 4}})
+    assert manifest["generation"]["resumed"] == QA_REQUESTS and manifest["generation"]["generated"] == 2
     assert {r["id"] for r in qa_reference[0]} <= {r["id"] for r in records}
 
 

@@ -90,6 +90,15 @@ def test_a_cut_pair_keeps_only_its_complete_sentences(pair: object, expected: ob
     assert trim_truncated(pair) == expected
 
 
+def test_only_the_pair_that_runs_to_the_cut_is_trimmed() -> None:
+    text = "Question: In the log, who built the harp?\nAnswer: Ona Vale\n\nQuestion: When did the"
+    assert parse(text, cut=True) == [("In the log, who built the harp?", "Ona Vale")]  # whole: a question follows
+    cut = "Question: In the log, who built the harp?\nAnswer: Ona Vale, who"
+    assert parse(cut, cut=True) == ["truncated at max_new_tokens"] and parse(cut) == [
+        ("In the log, who built the harp?", "Ona Vale, who")
+    ]
+
+
 def test_strategy_parser_splits_on_headings() -> None:
     text = "## Timeline of events: list each date\n## Who did what: a table of people\n##\n## ok"
     assert parse_strategies(text) == ["Timeline of events: list each date", "Who did what: a table of people"]

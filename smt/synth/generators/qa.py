@@ -57,9 +57,15 @@ def trim_truncated(pair: tuple[str, str] | str) -> tuple[str, str] | str:
     return (pair[0], answer) if len(answer) >= 2 else "truncated at max_new_tokens"
 
 
-def parse(text: str) -> list[tuple[str, str] | str]:
-    """Every 'Question: ... Answer: ...' pair in a completion, each parsed or with the reason it is rejected."""
-    return [parse_pair(m["q"], m["a"]) for m in _QA.finditer(text)]
+def parse(text: str, cut: bool = False) -> list[tuple[str, str] | str]:
+    """Every 'Question: ... Answer: ...' pair in a completion, each parsed or with the reason it is rejected. With
+    `cut` (the completion hit max_new_tokens), a last pair that runs to the end of the text is the one cut short:
+    it keeps its complete sentences; a pair followed by another question is whole."""
+    matches = list(_QA.finditer(text))
+    pairs = [parse_pair(m["q"], m["a"]) for m in matches]
+    if cut and matches and matches[-1].end() == len(text):
+        pairs[-1] = trim_truncated(pairs[-1])
+    return pairs
 
 
 def produce(job: Job) -> collect.Outcome:
@@ -83,9 +89,7 @@ def produce(job: Job) -> collect.Outcome:
 
     def accept(completion: Completion, meta: dict[str, Any]) -> int:
         failed = collect.failure(completion, PREFILL)
-        pairs: list[tuple[str, str] | str] = [failed] if failed else parse(completion.text)
-        if completion.finish_reason == "length" and pairs and not failed:
-            pairs[-1] = trim_truncated(pairs[-1])  # the last pair is the one cut short
+        pairs = [failed] if failed else parse(completion.text, cut=completion.finish_reason == "length")
         pairs = (pairs + ["missing: fewer pairs than asked"] * count)[:count]
         kept = 0
         for n, pair in enumerate(pairs):
