@@ -55,7 +55,7 @@ def table(ws: Path, flags: str = "") -> list[dict[str, str]]:
 def swept(recorded: Path) -> Path:
     """The recorded build committed as the baseline, then two experiments queued with DVC's sweep syntax and run
     by its queue."""
-    sh("git add -A && git -c user.name=t -c user.email=t@t commit -qm 'recorded baseline'", recorded)
+    sh("git add -A && git -c user.name=t -c user.email=t@t commit -qm 'recorded baseline' --allow-empty", recorded)
     sh(f"dvc exp run --queue -S '{KEY}=2,3' --name {SWEEP}", recorded)
     sh("dvc exp run --run-all", recorded, timeout=1200)
     return recorded
