@@ -33,7 +33,12 @@ from smt.pipeline import stages as S
 pytestmark = pytest.mark.pipeline
 BUDGET = SMALL["mix"]["token_budgets"][0]
 # Keys whose alternative must be a real folder for a build to accept it (the stages would read it).
-FOLDER_KEYS = ("benchmarks.demo.source", "models.smollm2.path", "rag.reranker_model")
+FOLDER_KEYS = (
+    "benchmarks.demo.source",
+    "models.smollm2.path",
+    "rag.reranker_model",
+    "rag.embedding_model",  # a packaged embedder or any sentence-transformers folder
+)
 # Keys with no alternative a build can use here (no second GGUF package ships): a build must stop on them
 # with a clear message naming the value, before any job runs.
 NO_RUNTIME_ALTERNATIVE = ("models.smollm2.package", "models.smollm2.gguf_file")
