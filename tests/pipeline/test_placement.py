@@ -127,5 +127,6 @@ def test_snakemake_stops_at_parse_time_naming_the_keys_and_the_gpu_count(small_w
     assert "train.effective_batch_size = 2 is not a multiple of train.per_device_batch_size x processes = 1 x 8" in (
         eight.stderr + eight.stdout
     )
-    two = sh("SMT_TRAIN_GPUS=2 snakemake -n --workflow-profile profiles/gpu", small_workspace)
-    assert "train" in two.stdout and SMALL["train"]["effective_batch_size"] == 2
+    two = sh("SMT_TRAIN_GPUS=2 snakemake -n -p --forceall --workflow-profile profiles/gpu", small_workspace)
+    assert SMALL["train"]["effective_batch_size"] == 2  # built or not, the plan trains on both GPUs
+    assert "SMT_JOB_GPUS=2 python -m smt train" in two.stdout
