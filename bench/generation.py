@@ -68,13 +68,40 @@ def requests(n: int) -> list[Request]:
     ]
 
 
-def bare_loop(model: str, new_tokens: int, n: int) -> dict[str, Any]:
-    """A greedy decode loop with the KV cache and nothing else, one request at a time, float32: the floor the
-    transformers backend's own work (batching, sampling, stopping, bookkeeping) adds to."""
+def bare_loop(model: str, new_tokens: int, batch: int, rounds: int) -> dict[str, Any]:
+    """Greedy batch decoding on the backend's own model, prefill and KV states (each distinct prompt prefilled
+    once), and nothing else: no sampling, stopping or bookkeeping. The floor the backend's own work adds to."""
+    backend = TransformersBackend(model, dtype="float32", batch_size=batch, prompt_cache_bytes=0)
+    prompt_s = decode_s = 0.0
+    prompt_tokens = generated = 0
+    with torch.inference_mode():
+        for start in range(0, batch * rounds, batch):
+            texts = [backend.prompt_text(r) for r in requests(batch * rounds)[start : start + batch]]
+            started = time.perf_counter()
+            past, logits, attention, positions = backend._prefill(texts, new_tokens)
+            prompt_s += time.perf_counter() - started
+            prompt_tokens += int(attention.sum())
+            started = time.perf_counter()
+            for _ in range(new_tokens - 1):
+                token = logits.argmax(-1, keepdim=True)
+                attention = torch.cat([attention, torch.ones_like(token)], dim=1)
+                positions = positions + 1
+                out = backend.model(
+                    input_ids=token, attention_mask=attention, position_ids=positions, past_key_values=past
+                )
+                logits = out.logits[:, -1]
+            generated += batch * new_tokens
+            decode_s += time.perf_counter() - started
+    return row("bare loop", "float32", batch, batch * rounds, prompt_tokens, generated, prompt_s, decode_s, "cpu")
+
+
+def stock_loop(model: str, new_tokens: int, n: int) -> dict[str, Any]:
+    """transformers' defaults (its DynamicCache, SDPA with the KV heads repeated), greedy, one request at a
+    time: what a plain `model(...)` loop gets."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model)
-    lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
+    lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32, attn_implementation="sdpa").eval()
     prompt_s = decode_s = 0.0
     prompt_tokens = generated = 0
     with torch.inference_mode():
@@ -83,7 +110,7 @@ def bare_loop(model: str, new_tokens: int, n: int) -> dict[str, Any]:
                 request.messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
             )["input_ids"]
             started = time.perf_counter()
-            out = lm(input_ids=ids, use_cache=True)
+            out = lm(input_ids=ids, use_cache=True, logits_to_keep=1)
             prompt_s += time.perf_counter() - started
             prompt_tokens += ids.shape[1]
             started = time.perf_counter()
@@ -92,7 +119,43 @@ def bare_loop(model: str, new_tokens: int, n: int) -> dict[str, Any]:
                 out = lm(input_ids=token, past_key_values=out.past_key_values, use_cache=True)
                 generated += 1
             decode_s += time.perf_counter() - started
-    return row("bare loop", "float32", 1, n, prompt_tokens, generated, prompt_s, decode_s, "cpu")
+    return row("stock loop", "float32", 1, n, prompt_tokens, generated, prompt_s, decode_s, "cpu")
+
+
+def arithmetic_limit(model: str, batch: int, context: int) -> dict[str, Any]:
+    """Decode tokens/s the machine's arithmetic allows: its measured float32 matmul rate (a square 2048 matmul,
+    the best case) over one token's FLOPs (2 per weight, plus attention over `context` positions), and the rate
+    of the model's own matmul shapes at `batch` rows (weights read once per step: the realistic ceiling)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model)
+    hidden, layers, inter = config.hidden_size, config.num_hidden_layers, config.intermediate_size
+    kv = hidden // config.num_attention_heads * config.num_key_value_heads
+    shapes = [(hidden, hidden), (hidden, 2 * kv), (hidden, hidden), (hidden, 2 * inter), (inter, hidden)]
+    weights = layers * sum(a * b for a, b in shapes) + hidden * config.vocab_size
+    per_token = 2 * weights + 4 * layers * hidden * context
+
+    def rate(m: int, pairs: list[tuple[int, int]], repeat: int) -> float:
+        mats = [(torch.randn(m, k), torch.randn(k, n)) for k, n in pairs]
+        for a, b in mats:
+            a @ b
+        started = time.perf_counter()
+        for _ in range(repeat):
+            for a, b in mats:
+                a @ b
+        return repeat * sum(2 * m * k * n for k, n in pairs) / (time.perf_counter() - started)
+
+    square = rate(2048, [(2048, 2048)], 10)
+    decode = rate(batch, [*shapes, (hidden, config.vocab_size)], 20)
+    return {
+        "matmul_gflops": square / 1e9,
+        "decode_shape_gflops": decode / 1e9,
+        "batch": batch,
+        "context": context,
+        "flops_per_token": per_token,
+        "tokens_per_s_at_matmul_rate": square / per_token,
+        "tokens_per_s_at_decode_shape_rate": decode / per_token,
+    }
 
 
 def llamacpp(new_tokens: int, n: int, threads: int) -> dict[str, Any]:
@@ -192,6 +255,8 @@ def measure(name: str, model: str, dtype: str, batch: int, new_tokens: int, roun
     backend.generate(requests(batch * rounds), Sampling(1.0, 1.0, 1), desc=f"{dtype} batch {batch} prompts")
     prompt_s = time.perf_counter() - started
     backend.stats = type(backend.stats)()
+    if hasattr(backend, "prompts"):  # the prompt phase's states would make the full run skip its prefill
+        backend.prompts = type(backend.prompts)(backend.prompts.max_bytes)
     started = time.perf_counter()
     done = backend.generate(requests(batch * rounds), Sampling(1.0, 1.0, new_tokens), desc=f"{dtype} batch {batch}")
     seconds = time.perf_counter() - started
@@ -262,7 +327,8 @@ def main() -> None:
     ]
     n = args.rounds * min(args.batches)  # the requests of the smallest-batch transformers row
     if not args.no_bare:
-        rows.append(bare_loop(args.model, args.new_tokens, n))
+        rows += [bare_loop(args.model, args.new_tokens, b, args.rounds) for b in args.batches]
+        rows.append(stock_loop(args.model, args.new_tokens, n))
     if importlib.util.find_spec("llama_cpp") and not args.no_llamacpp:
         rows.append(llamacpp(args.new_tokens, n, torch.get_num_threads()))
     baseline = rows[0]  # transformers, the first dtype, the smallest batch
@@ -275,6 +341,22 @@ def main() -> None:
             f"{r['backend']:>12} {r['dtype']:>9} {r['batch']:>5} {r['generated_tokens_per_s']:>9.1f} "
             f"{r['decode_tokens_per_s']:>9.1f} {r['prompt_tokens_per_s']:>9.1f} {r['ratio_to_baseline']:>11.2f}x"
         )
+    widest = max(args.batches)
+    context = max(r["prompt_tokens"] // r["requests"] for r in rows) + args.new_tokens // 2
+    limit = arithmetic_limit(args.model, widest, context)
+    to_bare = {}
+    for r in rows:
+        bare = next((b for b in rows if b["backend"] == "bare loop" and b["batch"] == r["batch"]), None)
+        if r["backend"] == "transformers" and r["dtype"] == "float32" and bare:
+            to_bare[r["batch"]] = r["decode_tokens_per_s"] / bare["decode_tokens_per_s"]
+    print(
+        "\nbackend / bare loop, decode tokens/s: "
+        + ", ".join(f"batch {b} {v:.2f}" for b, v in to_bare.items())
+        + f"\narithmetic limit, decode at batch {widest} over {context} positions: "
+        f"{limit['tokens_per_s_at_decode_shape_rate']:.0f} tokens/s at the model's matmul shapes "
+        f"({limit['decode_shape_gflops']:.0f} GFLOP/s), {limit['tokens_per_s_at_matmul_rate']:.0f} at a square "
+        f"matmul's rate ({limit['matmul_gflops']:.0f} GFLOP/s)"
+    )
     shards = []
     if not args.no_shards:
         shards = [
@@ -297,6 +379,8 @@ def main() -> None:
         "rounds": args.rounds,
         "baseline": f"transformers batch {baseline['batch']} {baseline['dtype']}",
         "rows": rows,
+        "backend_to_bare_loop": to_bare,
+        "arithmetic_limit": limit,
         "shards": shards,
     }
     results_file.write(args.out, result)

@@ -7,8 +7,8 @@ experiment that changes the budget fills the same columns as the baseline, and s
 
 Names, per benchmark `b`:
 - `b.<model>.<condition>`: accuracy; `_lo` / `_hi` suffixed: its 95% bootstrap interval. `<model>` is `base` or a
-  recipe (its model trained on the largest budget, as in the report); `<condition>` is `closed` (closed-book) or
-  `rag`.
+  recipe (its model trained on the largest budget, as in the report); `<condition>` is `cb` (closed-book) or `rag`:
+  names short enough that every accuracy of the embedded default fits a 160-column `dvc exp show`.
 - `b.n` (questions scored), `b.documents`, `b.recall` (gold document among the kept chunks), `b.evidence_recall`
   (where the benchmark locates its evidence), `b.contamination` (largest n-gram overlap of a synthetic item with a
   question).
@@ -24,9 +24,9 @@ from __future__ import annotations
 from typing import Any
 
 CONDITION_KEYS = {
-    "closed_book_base": ("base", "closed"),
+    "closed_book_base": ("base", "cb"),
     "rag_base": ("base", "rag"),
-    "smt_closed_book": (None, "closed"),
+    "smt_closed_book": (None, "cb"),
     "smt_rag": (None, "rag"),
 }
 # Names a recipe may not take: they are the base model's entry and the per-benchmark groups beside the recipes.

@@ -18,8 +18,8 @@ from typing import Any
 
 METRICS_FILE = "results/metrics.json"
 PARAMS_FILE = "params.yaml"
-_SCORE = re.compile(r"^(?P<benchmark>[^.]+)\.(?P<model>[^.]+)\.(?P<condition>closed|rag)$")
-CONDITION_NAMES = {"closed": "closed-book", "rag": "RAG"}
+_SCORE = re.compile(r"^(?P<benchmark>[^.]+)\.(?P<model>[^.]+)\.(?P<condition>cb|rag)$")
+CONDITION_NAMES = {"cb": "closed-book", "rag": "RAG"}
 
 
 @dataclass

@@ -60,9 +60,9 @@ def built(budgets: tuple[int, ...] = (4000,)) -> dict[str, Any]:
 def test_one_budget_gives_each_condition_with_its_interval_and_the_summaries_beside_it() -> None:
     columns = leaves(built())
     assert columns == {
-        "demo.base.closed": 0.175, "demo.base.closed_lo": 0.075, "demo.base.closed_hi": 0.275,
+        "demo.base.cb": 0.175, "demo.base.cb_lo": 0.075, "demo.base.cb_hi": 0.275,
         "demo.base.rag": 0.65, "demo.base.rag_lo": 0.55, "demo.base.rag_hi": 0.75,
-        "demo.smt.closed": 0.14, "demo.smt.closed_lo": 0.04, "demo.smt.closed_hi": 0.24,
+        "demo.smt.cb": 0.14, "demo.smt.cb_lo": 0.04, "demo.smt.cb_hi": 0.24,
         "demo.smt.rag": 0.6, "demo.smt.rag_lo": 0.5, "demo.smt.rag_hi": 0.7,
         "demo.n": 40, "demo.documents": 5, "demo.recall": 0.95, "demo.contamination": 0.02,
         "demo.synth.active_reading.tokens": 2100, "demo.synth.active_reading.vendi": 2.5,
@@ -72,12 +72,12 @@ def test_one_budget_gives_each_condition_with_its_interval_and_the_summaries_bes
         "compute.flops": 3e12, "compute.generation_flops": 2e12, "compute.training_flops": 1e12,
         "compute.generated_tokens": 9000,
     }  # fmt: skip
-    assert list(columns)[:3] == ["demo.base.closed", "demo.base.closed_lo", "demo.base.closed_hi"]
+    assert list(columns)[:3] == ["demo.base.cb", "demo.base.cb_lo", "demo.base.cb_hi"]
 
 
 def test_several_budgets_keep_the_largest_and_add_the_fit_under_the_same_names() -> None:
     columns = leaves(built((4000, 16000, 8000)))
-    assert columns["demo.smt.closed"] == 0.26 and columns["demo.smt.tokens"] == 16012  # the 16000 model
+    assert columns["demo.smt.cb"] == 0.26 and columns["demo.smt.tokens"] == 16012  # the 16000 model
     assert columns["demo.smt.per_doubling"] == 0.021 and columns["demo.smt.tokens_to_rag"] == 123500.0
     assert not [name for name in columns if "4000" in name or "16000" in name]
 
@@ -87,7 +87,7 @@ def test_conditions_that_scored_different_questions_each_say_how_many() -> None:
     summary.score_metrics(tree, [score("closed_book_base", 0.2, n=40), score("rag_base", 0.5, n=38)])
     columns = leaves(tree)
     assert "demo.n" not in columns
-    assert columns["demo.base.closed_n"] == 40 and columns["demo.base.rag_n"] == 38
+    assert columns["demo.base.cb_n"] == 40 and columns["demo.base.rag_n"] == 38
 
 
 @pytest.mark.parametrize("recipe", ["base", "synth", "recall"])

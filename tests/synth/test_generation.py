@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from smt.synth.backends.transformers import TransformersBackend
+from smt.synth.backends.transformers import LANES, TransformersBackend
 from smt.synth.generation import BackendSettings, Request, Sampling, config_dtype, item_seed, pick_dtype
 from smt.synth.generators.qa import parse, trim_truncated
 from smt.synth.generators.strategies import parse_strategies
@@ -132,7 +132,8 @@ def test_auto_dtype_resolves_on_this_machine(base_model: Path) -> None:
 
 
 def test_prefill_keeps_only_the_last_positions_logits(backend: TransformersBackend) -> None:
-    """Prefill would otherwise hold batch x prompt length x vocabulary logits."""
+    """Prefill would otherwise hold batch x prompt length x vocabulary logits. Each distinct prompt is prefilled
+    alone (so its states never depend on its batch), then the batch decodes together."""
     shapes: list[tuple[int, ...]] = []
     handle = backend.model.register_forward_hook(lambda module, args, out: shapes.append(tuple(out.logits.shape)))
     try:
@@ -142,5 +143,61 @@ def test_prefill_keeps_only_the_last_positions_logits(backend: TransformersBacke
     finally:
         handle.remove()
     vocab = backend.model.config.vocab_size
-    assert shapes[0] == (2, 1, vocab), "prefill: one position per prompt"
-    assert all(s[1] == 1 for s in shapes)
+    assert shapes[:2] == [(1, 1, vocab), (1, 1, vocab)], "prefill: one position per prompt"
+    lanes = LANES if backend.invariant else 2  # a CPU in float32 decodes a fixed number of rows
+    assert shapes[2] == (lanes, 1, vocab), "decode: the batch together"
+
+
+def test_a_prompt_asked_again_is_not_prefilled_again_and_draws_the_same(base_model: Path) -> None:
+    """Generation rounds ask the same document again; its states come from the prompt cache, and a cache hit
+    changes nothing in the completion."""
+    backend = TransformersBackend(str(base_model), dtype="float32", batch_size=4)
+    prompt_lengths: list[int] = []
+    handle = backend.model.register_forward_hook(
+        lambda module, args, kwargs, out: prompt_lengths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    sampling = Sampling(temperature=1.0, top_p=0.9, max_new_tokens=8)
+    try:
+        first = backend.generate([_request("a", "Name a colour.", 3)], sampling)[0]
+        prefills = sum(n > 1 for n in prompt_lengths)
+        again = backend.generate([_request("b", "Name a colour.", 3), _request("c", "Name a fruit.", 4)], sampling)
+    finally:
+        handle.remove()
+    assert prefills == 1 and sum(n > 1 for n in prompt_lengths) == 2  # only the new prompt was prefilled
+    assert backend.prompts.hits == 1 and again[0].text == first.text
+    uncached = TransformersBackend(str(base_model), dtype="float32", batch_size=4, prompt_cache_bytes=0)
+    assert uncached.generate([_request("b", "Name a colour.", 3)], sampling)[0].text == first.text
+    assert uncached.prompts.entries == {}
+
+
+def test_decoding_matches_transformers_own_cache_and_attention(base_model: Path, backend: TransformersBackend) -> None:
+    """The grouped attention and the growing cache are the same computation as transformers' defaults (its
+    DynamicCache and SDPA with repeated KV heads): same greedy tokens, logits equal to float32 rounding."""
+    from transformers import AutoModelForCausalLM
+
+    stock = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.float32, attn_implementation="sdpa")
+    prompts = ["Name a colour and say why it is your favourite.", "Name a fruit."]
+    greedy = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=10)
+    ours = [c.text for c in backend.generate([_request(str(i), p, 0) for i, p in enumerate(prompts)], greedy)]
+    tok = backend.tokenizer
+    texts = [backend.prompt_text(_request("x", p, 0)) for p in prompts]
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.inference_mode():
+        out = stock.generate(**enc, max_new_tokens=10, do_sample=False, pad_token_id=tok.pad_token_id)
+        theirs = [tok.decode(row[enc.input_ids.shape[1] :], skip_special_tokens=True) for row in out]
+        past, logits, attention, positions = backend._prefill(texts, 4)
+        step = torch.stack([logits.argmax(-1)], 1)
+        mine = backend.model(
+            input_ids=step,
+            attention_mask=torch.cat([attention, torch.ones_like(step)], 1),
+            position_ids=positions + 1,
+            past_key_values=past,
+        ).logits[:, -1]
+        full = torch.cat([enc.input_ids, step], 1)
+        reference = stock(
+            input_ids=full,
+            attention_mask=torch.cat([enc.attention_mask, torch.ones_like(step)], 1),
+            position_ids=(torch.cat([enc.attention_mask, torch.ones_like(step)], 1).cumsum(-1) - 1).clamp(min=0),
+        ).logits[:, -1]
+    assert ours == theirs
+    assert torch.allclose(mine, reference, atol=2e-4), (mine - reference).abs().max()

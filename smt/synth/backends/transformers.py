@@ -9,8 +9,11 @@ A request whose prompt and max_new_tokens do not fit the model's context (`max_p
 its completion is an error with the reason, and the item is rejected, not the shard.
 
 Batch invariance: on a CPU in float32 a request's completion does not depend on its batch (tested: records equal
-for every batch size and shard count). On a GPU, and in bfloat16, kernels reduce in an order that depends on the
-batch shape, so completions can differ in the last bits and then diverge; there is no batch-invariant mode.
+for every batch size and shard count). Each prompt is prefilled alone, every decode step runs LANES rows, and
+attention runs row by row over the row's own positions (smt.synth.backends.kvcache), because the CPU's matmul and
+attention kernels otherwise round differently with the number of rows and the padding. On a GPU, and in bfloat16,
+kernels reduce in an order that depends on the batch shape, so completions can differ in the last bits and then
+diverge; there is no batch-invariant mode there.
 """
 
 from __future__ import annotations
@@ -24,20 +27,17 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from smt.inference import render_chat
+from smt.synth.backends.draw import draw
+from smt.synth.backends.kvcache import ATTENTION, ROW_ATTENTION, PromptCache, PromptState, batch_cache
 from smt.synth.generation import Completion, Request, Sampling, Stats, context_error, json_prefill, reject
 
+# On a CPU in float32 every decode step runs exactly LANES rows (requests, then idle lanes): the CPU's matmul
+# kernels change with the number of rows (SmolLM2-135M's logits differ by up to 4e-5 between 2 and 4 rows), and
+# at a fixed count a row's result depends on nothing but the row. Batches hold at most LANES requests there.
+LANES = 16
+PROMPT_CACHE_BYTES = 2**30  # prompt states kept across generate calls: about 23K tokens of a 135M model
 RowDone = Callable[[int, list[int], str, int], None]  # row, token ids, finish reason, prompt tokens
 RowToken = Callable[[int, int], None]  # row, the token id it just drew
-
-
-def _filter_top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    if top_p >= 1.0:
-        return probs
-    sorted_probs, order = torch.sort(probs, descending=True)
-    keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < top_p
-    filtered = torch.zeros_like(probs)
-    filtered[order[keep]] = sorted_probs[keep]
-    return filtered / filtered.sum()
 
 
 class TransformersBackend:
@@ -51,6 +51,7 @@ class TransformersBackend:
         dtype: str = "bfloat16",
         batch_size: int = 8,
         chat_template_kwargs: dict[str, Any] | None = None,
+        prompt_cache_bytes: int = PROMPT_CACHE_BYTES,
     ) -> None:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
@@ -58,12 +59,16 @@ class TransformersBackend:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(self.device)
+        self.invariant = self.device == "cpu" and getattr(torch, dtype) == torch.float32
+        self.model = AutoModelForCausalLM.from_pretrained(
+            model_path, dtype=getattr(torch, dtype), attn_implementation=ROW_ATTENTION if self.invariant else ATTENTION
+        ).to(self.device)
         self.model.eval()
         self.batch_size = batch_size
         self.stop_ids = self._stop_ids()
         self.context = getattr(self.model.config, "max_position_embeddings", None)
         self.stats = Stats()
+        self.prompts = PromptCache(prompt_cache_bytes)
 
     def _stop_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
@@ -82,7 +87,8 @@ class TransformersBackend:
             "torch": torch.__version__,
             "device": self.device,
             "dtype": str(self.model.dtype).removeprefix("torch."),
-            "batch_invariant": self.device == "cpu" and self.model.dtype == torch.float32,
+            "batch_invariant": self.invariant,
+            **({"lanes": LANES} if self.invariant else {}),
             "structured_outputs": "json prefill (no constrained decoding)",
             "context": self.context,
             **({"chat_template_kwargs": self.chat_template_kwargs} if self.chat_template_kwargs else {}),
@@ -102,37 +108,45 @@ class TransformersBackend:
         return render_chat(self.tokenizer, request.messages, variables) + self.prefill(request)
 
     @torch.inference_mode()
-    def _prefill(self, prompts: list[str]) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
-        """Run each distinct prompt once and share its KV cache among the rows that repeat it."""
+    def _prompt_state(self, prompt: str) -> PromptState:
+        """The prompt's KV states and next-token logits, prefilled alone (from the cache when it ran before)."""
+        state = self.prompts.get(prompt)
+        if state is None:
+            ids = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids.to(self.device)
+            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            layers = out.past_key_values.layers
+            state = PromptState([x.keys for x in layers], [x.values for x in layers], out.logits[0, -1], ids.shape[1])
+            self.prompts.put(prompt, state)
+        return state
+
+    def _prefill(self, prompts: list[str], reserve: int) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each distinct prompt prefilled once, its states shared by the rows that repeat it, left-padded into one
+        batch with room for `reserve` new tokens: the cache, next-token logits, attention mask and positions."""
         unique = list(dict.fromkeys(prompts))
-        rows = torch.tensor([unique.index(p) for p in prompts], device=self.device)
-        enc = self.tokenizer(unique, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        positions = (enc.attention_mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(
-            input_ids=enc.input_ids,
-            attention_mask=enc.attention_mask,
-            position_ids=positions,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        past = out.past_key_values
-        past.reorder_cache(rows)
-        lengths = enc.attention_mask.sum(-1)[rows].tolist()
-        return past, out.logits[rows, -1, :], enc.attention_mask[rows], positions[rows, -1:], lengths
+        states = [self._prompt_state(p) for p in unique]
+        rows = [unique.index(p) for p in prompts]
+        past, attention = batch_cache(states, rows, reserve)
+        logits = torch.stack([states[r].logits for r in rows])
+        positions = torch.tensor([[states[r].length - 1] for r in rows], device=self.device)
+        return past, logits, attention, positions
 
     @torch.inference_mode()
     def _sample(
         self, prompts: list[str], seeds: list[int], sampling: Sampling, on_row: RowDone, on_token: RowToken | None
     ) -> None:
-        """Decode every row; a row that stops leaves the batch (and the KV cache) so the rest run faster, and goes
+        """Decode every row; a row that stops goes
         to `on_row` (row, token ids, finish reason, prompt tokens) at once; the rows still going at
         max_new_tokens go there at the end. Each token drawn (not the stop token) goes to `on_token` as it is
         drawn."""
-        past, logits, attention, positions, prompt_lengths = self._prefill(prompts)
+        n = len(prompts)
+        lanes = max(n, LANES) if self.invariant else n
+        past, logits, attention, positions = self._prefill(prompts + prompts[:1] * (lanes - n), sampling.max_new_tokens)
+        attention[n:] = 0  # an empty lane attends to nothing but its own tokens
+        prompt_lengths = attention.sum(-1).tolist()
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         tokens: list[list[int]] = [[] for _ in prompts]
-        finished = [False] * len(prompts)
-        active = list(range(len(prompts)))  # original row of each batch row
+        finished = [False] * n
+        owner: list[int | None] = [*range(n), *[None] * (lanes - n)]  # batch row -> its request row, None: idle
         current = torch.empty(0)
         for step in range(sampling.max_new_tokens):
             if step:
@@ -144,31 +158,35 @@ class TransformersBackend:
                     use_cache=True,
                 )
                 past, logits = out.past_key_values, out.logits[:, -1, :]
-            chosen, keep = [], []
-            for batch_row, row in enumerate(logits.float().cpu()):
-                i = active[batch_row]
-                if sampling.temperature == 0:
-                    token = int(row.argmax())
-                else:
-                    probs = _filter_top_p(torch.softmax(row / sampling.temperature, dim=-1), sampling.top_p)
-                    token = int(torch.multinomial(probs, 1, generator=generators[i]))
+            live = [b for b, i in enumerate(owner) if i is not None]
+            drawn = draw(logits[live], sampling.temperature, sampling.top_p, [generators[owner[b]] for b in live])
+            following = [self.tokenizer.pad_token_id] * len(owner)
+            stopped = []
+            for b, token in zip(live, drawn, strict=True):
+                i = owner[b]
+                assert i is not None
                 if token in self.stop_ids:
                     finished[i] = True
                     on_row(i, tokens[i], "stop", prompt_lengths[i])
+                    stopped.append(b)
                     continue
                 tokens[i].append(token)
                 if on_token is not None:
                     on_token(i, token)
-                chosen.append(token)
-                keep.append(batch_row)
-            if not keep:
+                following[b] = token
+            if len(stopped) == len(live):
                 break
-            if len(keep) < len(active):
+            if stopped and self.invariant:  # the lane stays, so every step has LANES rows, and attends to nothing
+                for b in stopped:
+                    owner[b] = None
+                attention[stopped] = 0
+            elif stopped:  # the row leaves the batch and the KV cache, so the rest run faster
+                keep = [b for b in range(len(owner)) if b not in stopped]
                 index = torch.tensor(keep, device=self.device)
                 past.batch_select_indices(index)
                 attention, positions = attention[index], positions[index]
-                active = [active[r] for r in keep]
-            current = torch.tensor(chosen, device=self.device).unsqueeze(1)
+                owner, following = [owner[b] for b in keep], [following[b] for b in keep]
+            current = torch.tensor(following, device=self.device).unsqueeze(1)
             attention = torch.cat([attention, torch.ones_like(current)], dim=1)
             positions = positions + 1
         for i, done in enumerate(finished):
@@ -202,8 +220,9 @@ class TransformersBackend:
         order = sorted(
             (r for r in requests if r.key not in results), key=lambda r: (len(prompts[r.key]), prompts[r.key])
         )
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
+        size = min(self.batch_size, LANES) if self.invariant else self.batch_size
+        for start in range(0, len(order), size):
+            batch = order[start : start + size]
 
             def finish(row: int, ids: list[int], reason: str, n_prompt: int, batch: list[Request] = batch) -> None:
                 request = batch[row]
