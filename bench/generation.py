@@ -247,16 +247,22 @@ def measure_in_process(name: str, model: str, dtype: str, batch: int, new_tokens
     return json.loads(found[-1][4:])
 
 
+def fresh(backend: Any) -> None:
+    """Forget the prompts already prefilled: each phase processes its prompts in full."""
+    if hasattr(backend, "prompts"):
+        backend.prompts = type(backend.prompts)(backend.prompts.max_bytes)
+
+
 def measure(name: str, model: str, dtype: str, batch: int, new_tokens: int, rounds: int) -> dict[str, Any]:
     """The backend on batch x rounds requests: once for one new token (prompt processing), once in full."""
     backend = make(name, model, dtype, batch)
     backend.generate(requests(batch), Sampling(1.0, 1.0, 4), desc="warm-up")
+    fresh(backend)
     started = time.perf_counter()
     backend.generate(requests(batch * rounds), Sampling(1.0, 1.0, 1), desc=f"{dtype} batch {batch} prompts")
     prompt_s = time.perf_counter() - started
     backend.stats = type(backend.stats)()
-    if hasattr(backend, "prompts"):  # the prompt phase's states would make the full run skip its prefill
-        backend.prompts = type(backend.prompts)(backend.prompts.max_bytes)
+    fresh(backend)
     started = time.perf_counter()
     done = backend.generate(requests(batch * rounds), Sampling(1.0, 1.0, new_tokens), desc=f"{dtype} batch {batch}")
     seconds = time.perf_counter() - started

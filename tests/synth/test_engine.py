@@ -107,14 +107,21 @@ def qa_reference(ws: Path) -> tuple[list[dict], list[dict]]:
     return records, rejected
 
 
-def test_records_do_not_depend_on_shards_or_batch_size(ws: Path, qa_reference: tuple[list[dict], list[dict]]) -> None:
-    set_params(ws, {"generation": {"batch_size": 2, "shards": 2}})
-    forget(ws)
-    try:
-        run_stage("synth_qa", {"benchmark": "demo"})
-    finally:
-        set_params(ws, {"generation": {"batch_size": 4, "shards": 1}})
-    assert qa_output(ws) == qa_reference
+def test_records_do_not_depend_on_shards_or_the_requests_sharing_a_batch(
+    ws: Path, qa_reference: tuple[list[dict], list[dict]]
+) -> None:
+    """Batches of 3 over 2 documents x 4 requests: in one shard a batch mixes both documents' prompts (different
+    lengths, so padding); in two shards each document's last request decodes beside two idle lanes."""
+    outputs = []
+    for shards in (1, 2):
+        set_params(ws, {"generation": {"batch_size": 3, "shards": shards}})
+        forget(ws)
+        try:
+            run_stage("synth_qa", {"benchmark": "demo"})
+        finally:
+            set_params(ws, {"generation": {"batch_size": 4, "shards": 1}})
+        outputs.append(qa_output(ws))
+    assert outputs[0] == outputs[1] and outputs[0][0]
     manifest = io.read_json(ws / QA_MANIFEST)
     assert [s["documents"] for s in manifest["shards"]] == [1, 1]
     assert (

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from smt.synth.backends.transformers import LANES, TransformersBackend
+from smt.synth.backends.transformers import TransformersBackend
 from smt.synth.generation import BackendSettings, Request, Sampling, config_dtype, item_seed, pick_dtype
 from smt.synth.generators.qa import parse, trim_truncated
 from smt.synth.generators.strategies import parse_strategies
@@ -144,7 +144,7 @@ def test_prefill_keeps_only_the_last_positions_logits(backend: TransformersBacke
         handle.remove()
     vocab = backend.model.config.vocab_size
     assert shapes[:2] == [(1, 1, vocab), (1, 1, vocab)], "prefill: one position per prompt"
-    lanes = LANES if backend.invariant else 2  # a CPU in float32 decodes a fixed number of rows
+    lanes = backend.batch_size if backend.invariant else 2  # a CPU in float32 decodes batch_size rows every step
     assert shapes[2] == (lanes, 1, vocab), "decode: the batch together"
 
 

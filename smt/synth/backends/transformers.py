@@ -8,10 +8,13 @@ would take batch x prompt length x vocabulary floats (about 6 GB at 16 x 2K x 49
 A request whose prompt and max_new_tokens do not fit the model's context (`max_position_embeddings`) is not run:
 its completion is an error with the reason, and the item is rejected, not the shard.
 
-Batch invariance: on a CPU in float32 a request's completion does not depend on its batch (tested: records equal
-for every batch size and shard count). Each prompt is prefilled alone, every decode step runs LANES rows, and
-attention runs row by row over the row's own positions (smt.synth.backends.kvcache), because the CPU's matmul and
-attention kernels otherwise round differently with the number of rows and the padding. On a GPU, and in bfloat16,
+Batch invariance: on a CPU in float32 a request's completion does not depend on the other requests of its batch
+(tested: records equal for every shard count, and a resumed shard's equal an uninterrupted one's). Each prompt is
+prefilled alone, every decode step runs `batch_size` rows (rows that stopped, and the rest of a short batch, stay as
+idle lanes), and attention runs row by row over the row's own positions (smt.synth.backends.kvcache): the CPU's
+matmul kernels round differently with the number of rows (SmolLM2-135M's logits differ by up to 4e-5 between 2 and 4
+rows), and SDPA's with the padding. A different batch_size is a different computation (and a different params
+stamp). On a GPU, and in bfloat16,
 kernels reduce in an order that depends on the batch shape, so completions can differ in the last bits and then
 diverge; there is no batch-invariant mode there.
 """
@@ -31,10 +34,6 @@ from smt.synth.backends.draw import draw
 from smt.synth.backends.kvcache import ATTENTION, ROW_ATTENTION, PromptCache, PromptState, batch_cache
 from smt.synth.generation import Completion, Request, Sampling, Stats, context_error, json_prefill, reject
 
-# On a CPU in float32 every decode step runs exactly LANES rows (requests, then idle lanes): the CPU's matmul
-# kernels change with the number of rows (SmolLM2-135M's logits differ by up to 4e-5 between 2 and 4 rows), and
-# at a fixed count a row's result depends on nothing but the row. Batches hold at most LANES requests there.
-LANES = 16
 PROMPT_CACHE_BYTES = 2**30  # prompt states kept across generate calls: about 23K tokens of a 135M model
 RowDone = Callable[[int, list[int], str, int], None]  # row, token ids, finish reason, prompt tokens
 RowToken = Callable[[int, int], None]  # row, the token id it just drew
@@ -88,7 +87,6 @@ class TransformersBackend:
             "device": self.device,
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "batch_invariant": self.invariant,
-            **({"lanes": LANES} if self.invariant else {}),
             "structured_outputs": "json prefill (no constrained decoding)",
             "context": self.context,
             **({"chat_template_kwargs": self.chat_template_kwargs} if self.chat_template_kwargs else {}),
@@ -139,7 +137,7 @@ class TransformersBackend:
         max_new_tokens go there at the end. Each token drawn (not the stop token) goes to `on_token` as it is
         drawn."""
         n = len(prompts)
-        lanes = max(n, LANES) if self.invariant else n
+        lanes = max(n, self.batch_size) if self.invariant else n
         past, logits, attention, positions = self._prefill(prompts + prompts[:1] * (lanes - n), sampling.max_new_tokens)
         attention[n:] = 0  # an empty lane attends to nothing but its own tokens
         prompt_lengths = attention.sum(-1).tolist()
@@ -176,7 +174,7 @@ class TransformersBackend:
                 following[b] = token
             if len(stopped) == len(live):
                 break
-            if stopped and self.invariant:  # the lane stays, so every step has LANES rows, and attends to nothing
+            if stopped and self.invariant:  # the lane stays, so every step has batch_size rows, and attends to nothing
                 for b in stopped:
                     owner[b] = None
                 attention[stopped] = 0
@@ -220,9 +218,8 @@ class TransformersBackend:
         order = sorted(
             (r for r in requests if r.key not in results), key=lambda r: (len(prompts[r.key]), prompts[r.key])
         )
-        size = min(self.batch_size, LANES) if self.invariant else self.batch_size
-        for start in range(0, len(order), size):
-            batch = order[start : start + size]
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
 
             def finish(row: int, ids: list[int], reason: str, n_prompt: int, batch: list[Request] = batch) -> None:
                 request = batch[row]
