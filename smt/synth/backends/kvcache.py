@@ -6,7 +6,7 @@ layer's keys and values to the query heads' count (grouped-query attention with 
 rest `torch.cat` growing the cache by one token (a copy of the whole cache per layer per step). With the three
 pieces below it takes 113 ms and draws the same tokens.
 
-- `grouped_attention`: for one query token, the query heads that share a KV head are folded into the query-length
+- `decode_attention`: for one query token, the query heads that share a KV head are folded into the query-length
   dimension, so SDPA reads each KV head once instead of a repeated copy. Prefill (several query tokens) takes
   transformers' own SDPA path.
 - `GrowingLayer`: a cache layer whose keys and values live in a buffer with room for the tokens still to come;
@@ -19,6 +19,7 @@ pieces below it takes 113 ms and draws the same tokens.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,7 @@ ATTENTION = "smt_grouped_sdpa"
 ROW_ATTENTION = "smt_row_sdpa"
 
 
-def grouped_attention(
+def decode_attention(
     module: torch.nn.Module,
     query: torch.Tensor,
     key: torch.Tensor,
@@ -42,39 +43,26 @@ def grouped_attention(
     dropout: float = 0.0,
     scaling: float | None = None,
     is_causal: bool | None = None,
+    *,
+    per_row: bool = False,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """SDPA over grouped-query attention without repeating the KV heads, for one query token (a decode step)."""
-    groups = getattr(module, "num_key_value_groups", 1)
+    """SDPA for one query token (a decode step) over grouped-query attention without repeating the KV heads; other
+    calls go to transformers' SDPA. `per_row`: one row at a time over the row's own positions (from its first
+    unmasked one): SDPA's CPU kernel walks the keys in blocks from the first position, so a row's left padding,
+    which depends on the other prompts of its batch, would otherwise change how its sums are grouped and rounded."""
     batch, heads, length, dim = query.shape
-    if groups == 1 or length != 1 or attention_mask is None or dropout:
+    grouped = heads != key.shape[1]
+    if length != 1 or dropout or (not per_row and (not grouped or attention_mask is None)):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
         )
-    folded = query.reshape(batch, key.shape[1], groups, dim)  # heads are KV-head major, as repeat_kv lays them out
-    mask = attention_mask[:, :, :, : key.shape[2]]
-    out = torch.nn.functional.scaled_dot_product_attention(folded, key, value, attn_mask=mask, scale=scaling)
-    return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
-
-
-def row_attention(
-    module: torch.nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    dropout: float = 0.0,
-    scaling: float | None = None,
-    is_causal: bool | None = None,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, None]:
-    """`grouped_attention` one row at a time over the row's own positions (from its first unmasked one): SDPA's
-    CPU kernel walks the keys in blocks from the first position, so a row's left padding, which depends on the
-    other prompts of its batch, would otherwise change how its sums are grouped and rounded."""
-    if query.shape[2] != 1 or dropout:
-        return grouped_attention(module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs)
-    batch, heads, _, dim = query.shape
-    folded = query.reshape(batch, key.shape[1], heads // key.shape[1], dim)
+    folded = query.reshape(batch, key.shape[1], heads // key.shape[1], dim)  # KV-head major, as repeat_kv lays out
+    if not per_row:
+        assert attention_mask is not None
+        mask = attention_mask[:, :, :, : key.shape[2]]
+        out = torch.nn.functional.scaled_dot_product_attention(folded, key, value, attn_mask=mask, scale=scaling)
+        return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
     starts = [0] * batch
     if attention_mask is not None:
         allowed = attention_mask[:, 0, -1, : key.shape[2]]
@@ -88,10 +76,9 @@ def row_attention(
     return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
 
 
-AttentionInterface.register(ATTENTION, grouped_attention)
-AttentionMaskInterface.register(ATTENTION, sdpa_mask)
-AttentionInterface.register(ROW_ATTENTION, row_attention)
-AttentionMaskInterface.register(ROW_ATTENTION, sdpa_mask)
+for _name, _per_row in ((ATTENTION, False), (ROW_ATTENTION, True)):
+    AttentionInterface.register(_name, functools.partial(decode_attention, per_row=_per_row))
+    AttentionMaskInterface.register(_name, sdpa_mask)
 
 
 class GrowingLayer(DynamicLayer):
