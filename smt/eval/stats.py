@@ -9,6 +9,7 @@ much per doubling and where the line crosses the RAG baseline.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,10 +43,12 @@ class LogLinearFit:
         return self.a + self.b * math.log(tokens)
 
     def tokens_for(self, accuracy: float) -> float | None:
-        """Where the line reaches an accuracy (e.g. the RAG baseline), or None if it never rises."""
+        """Where the line reaches an accuracy (e.g. the RAG baseline), or None if it never rises or would need
+        more tokens than a float holds (a nearly flat line over a few budgets, as on the smoke configuration)."""
         if self.b <= 0:
             return None
-        return math.exp((accuracy - self.a) / self.b)
+        exponent = (accuracy - self.a) / self.b
+        return math.exp(exponent) if exponent < math.log(sys.float_info.max) else None
 
     @property
     def per_doubling(self) -> float:

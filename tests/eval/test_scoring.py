@@ -93,3 +93,11 @@ def test_log_linear_fit_recovers_known_coefficients() -> None:
     assert fit.per_doubling == pytest.approx(0.03 * math.log(2))
     assert fit.tokens_for(fit.predict(2e6)) == pytest.approx(2e6)
     assert stats.fit_log_linear([1e5, 1e5], [0.2, 0.3]) is None  # one budget: no slope
+
+
+def test_a_nearly_flat_fit_never_reaches_a_far_accuracy() -> None:
+    """Two smoke budgets whose closed-book scores differ by a hair: the line would reach RAG's accuracy only at
+    e^(thousands) tokens, which no float holds."""
+    fit = stats.fit_log_linear([300, 600], [0.2, 0.2000001])
+    assert fit is not None and fit.b > 0 and fit.tokens_for(0.6) is None
+    assert stats.fit_log_linear([300, 600], [0.3, 0.2]).tokens_for(0.6) is None  # falling: never
