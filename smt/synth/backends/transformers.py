@@ -132,10 +132,9 @@ class TransformersBackend:
     def _sample(
         self, prompts: list[str], seeds: list[int], sampling: Sampling, on_row: RowDone, on_token: RowToken | None
     ) -> None:
-        """Decode every row; a row that stops goes
-        to `on_row` (row, token ids, finish reason, prompt tokens) at once; the rows still going at
-        max_new_tokens go there at the end. Each token drawn (not the stop token) goes to `on_token` as it is
-        drawn."""
+        """Decode every row; a row that stops goes to `on_row` (row, token ids, finish reason, prompt tokens) at
+        once; the rows still going at max_new_tokens go there at the end. Each token drawn (not the stop token)
+        goes to `on_token` as it is drawn."""
         n = len(prompts)
         lanes = max(n, self.batch_size) if self.invariant else n
         past, logits, attention, positions = self._prefill(prompts + prompts[:1] * (lanes - n), sampling.max_new_tokens)
