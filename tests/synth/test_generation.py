@@ -44,6 +44,44 @@ def test_output_does_not_depend_on_batch(backend: TransformersBackend) -> None:
     assert backend.stats.completion_tokens >= sum(c.completion_tokens for c in mixed)
 
 
+def test_a_request_taking_a_freed_lane_draws_what_it_draws_alone(
+    backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Continuous batching: two lanes for six requests, so four enter lanes other requests left, some after the
+    cache dropped its dead positions; each completion equals the request run alone, and no step has more rows."""
+    from smt.synth.backends import transformers as module
+
+    widths: list[tuple[int, int]] = []
+    trim = module.trim
+
+    def spy(cache: object, mask: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        out = trim(cache, mask, rows)  # type: ignore[arg-type]
+        widths.append((mask.shape[1], out.shape[1]))
+        return out
+
+    monkeypatch.setattr(module, "trim", spy)
+    backend = TransformersBackend(str(backend.model.name_or_path), dtype="float32", batch_size=2)
+    rows: list[int] = []
+    handle = backend.model.register_forward_hook(lambda module, args, out: rows.append(out.logits.shape[0]))
+    texts = [
+        "Name a colour.",
+        "Write a long story about a cat, a dog and a fox.",
+        "Say hi.",
+        "Name a fruit.",
+        "List three rivers of Europe and say which is longest.",
+        "Count to five.",
+    ]
+    sampling = Sampling(temperature=1.0, top_p=0.95, max_new_tokens=24)
+    try:
+        together = backend.generate([_request(str(i), t, 20 + i) for i, t in enumerate(texts)], sampling)
+    finally:
+        handle.remove()
+    alone = [backend.generate([_request(str(i), t, 20 + i)], sampling)[0] for i, t in enumerate(texts)]
+    assert [c.text for c in together] == [c.text for c in alone]
+    assert max(rows) == 2
+    assert any(after < before for before, after in widths), "the dead positions were dropped at least once"
+
+
 def test_greedy_is_deterministic_and_truncation_is_reported(backend: TransformersBackend) -> None:
     sampling = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=3)
     a, b = backend.generate(

@@ -200,3 +200,40 @@ def batch_cache(states: list[PromptState], rows: list[int], reserve: int) -> tup
     cache.layer_class_to_replicate = GrowingLayer
     cache.layers = layers
     return cache, mask
+
+
+def place(cache: DynamicCache, mask: torch.Tensor, lane: int, state: PromptState) -> torch.Tensor:
+    """Put a prompt's states into `lane` of a running batch (continuous batching: a request takes the lane of one
+    that finished), right-aligned to the batch's current length so the next step writes its first token; the cache
+    grows on the left when the prompt is longer than the batch so far. Returns the batch's new attention mask."""
+    width = state.length - mask.shape[1]
+    if width > 0:
+        for layer in cache.layers:
+            assert isinstance(layer, GrowingLayer) and layer._keys is not None and layer._values is not None
+            pad = (0, 0, width, 0)
+            layer._keys = torch.nn.functional.pad(layer._keys, pad)
+            layer._values = torch.nn.functional.pad(layer._values, pad)
+            layer.length += width
+        mask = torch.nn.functional.pad(mask, (width, 0))
+    end = mask.shape[1]
+    for layer, keys, values in zip(cache.layers, state.keys, state.values, strict=True):
+        assert isinstance(layer, GrowingLayer) and layer._keys is not None and layer._values is not None
+        layer._keys[lane, :, end - state.length : end] = keys[0]
+        layer._values[lane, :, end - state.length : end] = values[0]
+    mask[lane] = 0
+    mask[lane, end - state.length :] = 1
+    return mask
+
+
+def trim(cache: DynamicCache, mask: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """Drop the leading positions no row of `rows` attends to (they belonged to finished requests), so a long run
+    of continuous batching holds only what its live rows need. Returns the batch's new attention mask."""
+    first = int(mask[rows].any(0).int().argmax()) if rows else 0
+    if first < mask.shape[1] // 2:  # at most half the cache is dead: not worth a copy yet
+        return mask
+    for layer in cache.layers:
+        assert isinstance(layer, GrowingLayer) and layer._keys is not None and layer._values is not None
+        layer._keys = layer._keys[..., first:, :].clone()
+        layer._values = layer._values[..., first:, :].clone()
+        layer.length -= first
+    return mask[:, first:].clone()

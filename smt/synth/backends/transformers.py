@@ -10,17 +10,18 @@ its completion is an error with the reason, and the item is rejected, not the sh
 
 Batch invariance: on a CPU in float32 a request's completion does not depend on the other requests of its batch
 (tested: records equal for every shard count, and a resumed shard's equal an uninterrupted one's). Each prompt is
-prefilled alone, every decode step runs `batch_size` rows (rows that stopped, and the rest of a short batch, stay as
-idle lanes), and attention runs row by row over the row's own positions (smt.synth.backends.kvcache): the CPU's
-matmul kernels round differently with the number of rows (SmolLM2-135M's logits differ by up to 4e-5 between 2 and 4
-rows), and SDPA's with the padding. A different batch_size is a different computation (and a different params
-stamp). On a GPU, and in bfloat16,
-kernels reduce in an order that depends on the batch shape, so completions can differ in the last bits and then
-diverge; there is no batch-invariant mode there.
+prefilled alone, every decode step runs `batch_size` rows (continuous batching: a lane whose request finished takes
+the next request waiting, and stays as an idle lane when none waits), and attention runs row by row over the row's
+own positions (smt.synth.backends.kvcache): the CPU's matmul kernels round differently with the number of rows
+(SmolLM2-135M's logits differ by up to 4e-5 between 2 and 4 rows), and SDPA's with the padding. A different
+batch_size is a different computation (and a different params stamp). On a GPU, and in bfloat16, kernels reduce in
+an order that depends on the batch shape, so completions can differ in the last bits and then diverge; there is no
+batch-invariant mode there.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +32,15 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from smt.inference import render_chat
 from smt.synth.backends.draw import draw
-from smt.synth.backends.kvcache import ATTENTION, ROW_ATTENTION, PromptCache, PromptState, batch_cache
+from smt.synth.backends.kvcache import (
+    ATTENTION,
+    ROW_ATTENTION,
+    PromptCache,
+    PromptState,
+    batch_cache,
+    place,
+    trim,
+)
 from smt.synth.generation import Completion, Request, Sampling, Stats, context_error, json_prefill, reject
 
 PROMPT_CACHE_BYTES = 2**30  # prompt states kept across generate calls: about 23K tokens of a 135M model
@@ -132,63 +141,77 @@ class TransformersBackend:
     def _sample(
         self, prompts: list[str], seeds: list[int], sampling: Sampling, on_row: RowDone, on_token: RowToken | None
     ) -> None:
-        """Decode every row; a row that stops goes to `on_row` (row, token ids, finish reason, prompt tokens) at
-        once; the rows still going at max_new_tokens go there at the end. Each token drawn (not the stop token)
-        goes to `on_token` as it is drawn."""
-        n = len(prompts)
-        lanes = max(n, self.batch_size) if self.invariant else n
-        past, logits, attention, positions = self._prefill(prompts + prompts[:1] * (lanes - n), sampling.max_new_tokens)
-        attention[n:] = 0  # an empty lane attends to nothing but its own tokens
-        prompt_lengths = attention.sum(-1).tolist()
+        """Decode every request with continuous batching: `batch_size` lanes decode together, and a request that
+        stops (or reaches max_new_tokens) hands its lane to the next one waiting, whose prompt states go into the
+        lane (smt.synth.backends.kvcache.place). A finished request goes to `on_row` (its index, token ids, finish
+        reason, prompt tokens) at once; each token drawn (not the stop token) to `on_token` as it is drawn."""
+        waiting = iter(range(len(prompts)))
+        first = list(itertools.islice(waiting, self.batch_size))
+        lanes = self.batch_size if self.invariant else len(first)
+        past, logits, attention, positions = self._prefill(
+            [prompts[i] for i in first] + [prompts[first[0]]] * (lanes - len(first)), sampling.max_new_tokens
+        )
+        attention[len(first) :] = 0  # an empty lane attends to nothing but its own tokens
+        owner: list[int | None] = [*first, *[None] * (lanes - len(first))]  # lane -> the request it decodes
+        prompt_tokens = {i: int(attention[b].sum()) for b, i in enumerate(first)}
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         tokens: list[list[int]] = [[] for _ in prompts]
-        finished = [False] * n
-        owner: list[int | None] = [*range(n), *[None] * (lanes - n)]  # batch row -> its request row, None: idle
-        current = torch.empty(0)
-        for step in range(sampling.max_new_tokens):
-            if step:
-                out = self.model(
-                    input_ids=current,
-                    attention_mask=attention,
-                    position_ids=positions,
-                    past_key_values=past,
-                    use_cache=True,
-                )
-                past, logits = out.past_key_values, out.logits[:, -1, :]
+        following = [self.tokenizer.pad_token_id] * lanes
+
+        def advance(lane: int, token: int) -> bool:
+            """Take the token a lane drew; True when its request is finished."""
+            i = owner[lane]
+            assert i is not None
+            if token in self.stop_ids:
+                on_row(i, tokens[i], "stop", prompt_tokens[i])
+                return True
+            tokens[i].append(token)
+            if on_token is not None:
+                on_token(i, token)
+            following[lane] = token
+            if len(tokens[i]) < sampling.max_new_tokens:
+                return False
+            on_row(i, tokens[i], "length", prompt_tokens[i])
+            return True
+
+        while True:
             live = [b for b, i in enumerate(owner) if i is not None]
             drawn = draw(logits[live], sampling.temperature, sampling.top_p, [generators[owner[b]] for b in live])
-            following = [self.tokenizer.pad_token_id] * len(owner)
-            stopped = []
-            for b, token in zip(live, drawn, strict=True):
-                i = owner[b]
-                assert i is not None
-                if token in self.stop_ids:
-                    finished[i] = True
-                    on_row(i, tokens[i], "stop", prompt_lengths[i])
-                    stopped.append(b)
-                    continue
-                tokens[i].append(token)
-                if on_token is not None:
-                    on_token(i, token)
-                following[b] = token
-            if len(stopped) == len(live):
-                break
-            if stopped and self.invariant:  # the lane stays, so every step has batch_size rows, and attends to nothing
-                for b in stopped:
+            freed = [b for b, token in zip(live, drawn, strict=True) if advance(b, token)]
+            for b in freed:  # the next waiting request takes the lane, its first token drawn from its prompt
+                owner[b] = None
+                for i in waiting:
+                    state = self._prompt_state(prompts[i])
+                    owner[b], prompt_tokens[i] = i, state.length
+                    token = draw(state.logits[None], sampling.temperature, sampling.top_p, [generators[i]])[0]
+                    if not advance(b, token):
+                        attention = place(past, attention, b, state)
+                        positions[b] = state.length - 1
+                        break
                     owner[b] = None
-                attention[stopped] = 0
-            elif stopped:  # the row leaves the batch and the KV cache, so the rest run faster
-                keep = [b for b in range(len(owner)) if b not in stopped]
-                index = torch.tensor(keep, device=self.device)
+            live = [b for b, i in enumerate(owner) if i is not None]
+            if not live:
+                return
+            idle = [b for b in freed if owner[b] is None]
+            if idle and self.invariant:  # the lane stays, so every step has batch_size rows, and attends to nothing
+                attention[idle] = 0
+            elif idle:  # the row leaves the batch and the KV cache, so the rest run faster
+                index = torch.tensor(live, device=self.device)
                 past.batch_select_indices(index)
                 attention, positions = attention[index], positions[index]
-                owner, following = [owner[b] for b in keep], [following[b] for b in keep]
+                owner, following = [owner[b] for b in live], [following[b] for b in live]
+            attention = trim(past, attention, [b for b, i in enumerate(owner) if i is not None])
             current = torch.tensor(following, device=self.device).unsqueeze(1)
             attention = torch.cat([attention, torch.ones_like(current)], dim=1)
             positions = positions + 1
-        for i, done in enumerate(finished):
-            if not done:
-                on_row(i, tokens[i], "length", prompt_lengths[i])
+            out = self.model(
+                input_ids=current,
+                attention_mask=attention,
+                position_ids=positions,
+                past_key_values=past,
+                use_cache=True,
+            )
+            past, logits = out.past_key_values, out.logits[:, -1, :]
 
     def generate(
         self,
@@ -199,8 +222,8 @@ class TransformersBackend:
         on_done: Callable[[Completion], None] | None = None,
         on_token: Callable[[str, int], None] | None = None,
     ) -> list[Completion]:
-        """Complete every request; batches are sorted by prompt length to waste little padding. Each completion
-        goes to `on_done` as soon as its row stops; each token to `on_token` (request key, token id) as it is
+        """Complete every request, longest prompt first, `batch_size` at a time with continuous batching. Each
+        completion goes to `on_done` as soon as its row stops; each token to `on_token` (request key, token id) as it is
         drawn (what `smt serve` streams)."""
         prompts = {r.key: self.prompt_text(r) for r in requests}
         results: dict[str, Completion] = {}
@@ -215,27 +238,28 @@ class TransformersBackend:
                 if on_done is not None:
                     on_done(results[request.key])
         order = sorted(
-            (r for r in requests if r.key not in results), key=lambda r: (len(prompts[r.key]), prompts[r.key])
-        )
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
+            (r for r in requests if r.key not in results), key=lambda r: (-len(prompts[r.key]), prompts[r.key])
+        )  # longest prompt first: a request taking a lane later then never has to widen the cache
+        drawn = [0]  # completion tokens of this call, for the progress bar's rate
 
-            def finish(row: int, ids: list[int], reason: str, n_prompt: int, batch: list[Request] = batch) -> None:
-                request = batch[row]
-                text = self.prefill(request) + self.tokenizer.decode(ids, skip_special_tokens=True)
-                results[request.key] = Completion(request.key, text, reason, n_prompt, len(ids))
-                self.stats.prompt_tokens += n_prompt
-                self.stats.completion_tokens += len(ids)
-                if on_done is not None:
-                    on_done(results[request.key])
+        def finish(row: int, ids: list[int], reason: str, n_prompt: int) -> None:
+            request = order[row]
+            text = self.prefill(request) + self.tokenizer.decode(ids, skip_special_tokens=True)
+            results[request.key] = Completion(request.key, text, reason, n_prompt, len(ids))
+            self.stats.prompt_tokens += n_prompt
+            self.stats.completion_tokens += len(ids)
+            drawn[0] += len(ids)
+            bar.update(1)
+            bar.set_postfix(tok_s=f"{drawn[0] / (time.perf_counter() - started):.0f}")
+            if on_done is not None:
+                on_done(results[request.key])
 
-            def token(row: int, token_id: int, batch: list[Request] = batch) -> None:
-                on_token(batch[row].key, token_id)  # type: ignore[misc]
+        def token(row: int, token_id: int) -> None:
+            on_token(order[row].key, token_id)  # type: ignore[misc]
 
-            seeds = [r.seed for r in batch]
-            self._sample([prompts[r.key] for r in batch], seeds, sampling, finish, token if on_token else None)
-            bar.update(len(batch))
-            bar.set_postfix(tok_s=f"{self.stats.completion_tokens / (time.perf_counter() - started):.0f}")
+        if order:
+            seeds = [r.seed for r in order]
+            self._sample([prompts[r.key] for r in order], seeds, sampling, finish, token if on_token else None)
         bar.close()
         self.stats.requests += len(requests)
         self.stats.seconds += time.perf_counter() - started
