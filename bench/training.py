@@ -1,4 +1,5 @@
-"""Training throughput with TRL's SFTTrainer: tokens/s, with and without packing, and model FLOPs utilization.
+"""Training throughput with TRL's SFTTrainer: tokens/s, with and without packing, against a bare PyTorch loop on
+the same packed batches, and model FLOPs utilization.
 
 Models: the embedded student (SmolLM2-135M, results/models/base) and, on GPU (or with --with-1b), a 1B-class
 Llama with random weights from bench/configs/llama-1b.json (no download; the embedded tokenizer). Settings as the
@@ -9,12 +10,17 @@ clock starts after them and stops after the last step, with one device synchroni
 between (no logging inside the timed steps). TRL's SFTTrainer itself reads its token count and metrics once per
 micro-step; that is part of what the stage runs, so it stays in.
 
+The bare loop is what the trainer's work costs without the trainer: forward with labels, backward, AdamW step, on
+the same model, precision and packed blocks; `ratio_to_bare` is the trainer's tokens/s over the bare loop's. Each
+precision this device runs fast is measured (fp32 everywhere; bf16 on a GPU that has it and on a CPU with AMX-BF16,
+where the train stage's `precision: auto` picks it).
+
 MFU = exact model FLOPs per token (smt/train/flops.py: attention included, an untied input embedding left out,
 the formula recorded in the results) x tokens/s / the GPU's dense bf16 peak, for packed rows (every sequence is
 max_length tokens long); the peak is looked up by the exact product name torch reports (an unknown GPU gets no
 MFU, and the results say so). The baseline of each ratio is the same model without packing, same run.
 
-    python bench/training.py [--warmup 2] [--steps 6] [--max-length 512] [--batch 2] [--with-1b]
+    python bench/training.py [--warmup 2] [--steps 6] [--max-length 512] [--batch 2] [--with-1b] [--no-fp32]
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
+from smt import inference
 from smt.train import compute, flops
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,10 +84,17 @@ class SteadyClock(TrainerCallback):
 
 
 def measure(
-    name: str, model: Any, tokenizer: Any, packing: bool, warmup: int, steps: int, max_length: int, batch: int
+    name: str,
+    model: Any,
+    tokenizer: Any,
+    packing: bool,
+    warmup: int,
+    steps: int,
+    max_length: int,
+    batch: int,
+    bf16: bool,
 ) -> dict[str, Any]:
     gpu = torch.cuda.is_available()
-    bf16 = gpu and torch.cuda.is_bf16_supported()
     total = warmup + steps
     dataset = Dataset.from_list([{"text": t} for t in texts(tokenizer, 2 * total * batch * max_length)])
     clock = SteadyClock(warmup)
@@ -104,7 +118,7 @@ def measure(
     peak = compute.device_peak(gpu_name())
     per_token = flops.training_per_token(shape, max_length) if packing else None  # blocks of exactly max_length
     return {
-        "model": name, "parameters": sum(p.numel() for p in model.parameters()), "packing": packing,
+        "model": name, "loop": "trl", "parameters": sum(p.numel() for p in model.parameters()), "packing": packing,
         "warmup_steps": warmup, "timed_steps": steps, "max_length": max_length, "batch": batch,
         "precision": "bf16" if bf16 else "fp32", "gradient_checkpointing": checkpointing,
         "tokens": clock.tokens, "seconds": clock.seconds, "tokens_per_s": rate,
@@ -114,14 +128,48 @@ def measure(
     }  # fmt: skip
 
 
+def bare_loop(
+    name: str, model: Any, tokenizer: Any, warmup: int, steps: int, max_length: int, batch: int, bf16: bool
+) -> dict[str, Any]:
+    """Forward with labels, backward and an AdamW step on packed blocks of max_length tokens, nothing else."""
+    gpu = torch.cuda.is_available()
+    device = "cuda" if gpu else "cpu"
+    ids = tokenizer("\n\n".join(texts(tokenizer, (warmup + steps) * batch * max_length))).input_ids
+    blocks = torch.tensor(ids[: (warmup + steps) * batch * max_length]).view(warmup + steps, batch, max_length)
+    model = model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    clock = SteadyClock(warmup)
+    for step, block in enumerate(blocks.to(device)):
+        if step == warmup:
+            started = clock._now()
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(input_ids=block, labels=block).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    seconds = clock._now() - started
+    tokens = steps * batch * max_length
+    return {
+        "model": name, "loop": "bare", "packing": True, "warmup_steps": warmup, "timed_steps": steps,
+        "max_length": max_length, "batch": batch, "precision": "bf16" if bf16 else "fp32", "tokens": tokens,
+        "seconds": seconds, "tokens_per_s": tokens / seconds, "mfu": None,
+    }  # fmt: skip
+
+
 def report(rows: list[dict[str, Any]]) -> None:
-    print(f"{'model':>20} {'packing':>7} {'tokens/s':>10} {'vs no packing':>14} {'MFU':>6}")
+    print(f"{'model':>20} {'loop':>5} {'precision':>9} {'packing':>7} {'tokens/s':>10} {'vs no packing':>14} "
+          f"{'trl/bare':>9} {'MFU':>6}")  # fmt: skip
     for r in rows:
-        base = next((b for b in rows if b["model"] == r["model"] and not b["packing"]), r)
+        same = [b for b in rows if b["model"] == r["model"] and b["precision"] == r["precision"]]
+        base = next((b for b in same if b["loop"] == "trl" and not b["packing"]), r)
+        bare = next((b for b in same if b["loop"] == "bare"), None)
         r["ratio_to_no_packing"] = r["tokens_per_s"] / base["tokens_per_s"]
+        if r["loop"] == "trl" and r["packing"] and bare:
+            r["ratio_to_bare"] = r["tokens_per_s"] / bare["tokens_per_s"]
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
-        ratio = r["ratio_to_no_packing"]
-        print(f"{r['model']:>20} {r['packing']!s:>7} {r['tokens_per_s']:>10.1f} {ratio:>13.2f}x {mfu:>6}")
+        to_bare = f"{r['ratio_to_bare']:.2f}x" if "ratio_to_bare" in r else ""
+        print(f"{r['model']:>20} {r['loop']:>5} {r['precision']:>9} {r['packing']!s:>7} {r['tokens_per_s']:>10.1f} "
+              f"{r['ratio_to_no_packing']:>13.2f}x {to_bare:>9} {mfu:>6}")  # fmt: skip
 
 
 def header() -> dict[str, Any]:
@@ -139,23 +187,28 @@ def header() -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=str(ROOT / "results/models/base"))
+    parser.add_argument("--model", default=str(ROOT / "results/models/base/smollm2"))
     parser.add_argument("--warmup", type=int, default=2, help="optimizer steps left out of the timing")
     parser.add_argument("--steps", type=int, default=6, help="timed optimizer steps")
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--with-1b", action="store_true", help="also the 1B random Llama (default on GPU)")
+    parser.add_argument("--no-fp32", action="store_true", help="only bf16, where this device has it")
     parser.add_argument("--out", default=str(ROOT / "bench/results/training.json"))
     args = parser.parse_args()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     settings = (args.warmup, args.steps, args.max_length, args.batch)
-    rows = []
-    for packing in (False, True):
-        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
-        rows.append(measure("SmolLM2-135M", model, tokenizer, packing, *settings))
+    fast_bf16 = inference.fast_bf16(torch.cuda.is_available())
+    precisions = [bf16 for bf16 in (False, True) if (bf16 and fast_bf16) or (not bf16 and not args.no_fp32)]
+    models = [("SmolLM2-135M", lambda: AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32))]
     if args.with_1b or torch.cuda.is_available():
-        for packing in (False, True):
-            rows.append(measure("Llama-1B (random)", one_billion(), tokenizer, packing, *settings))
+        models.append(("Llama-1B (random)", one_billion))
+    rows = []
+    for name, load in models:
+        for bf16 in precisions:
+            for packing in (False, True):
+                rows.append(measure(name, load(), tokenizer, packing, *settings, bf16))
+            rows.append(bare_loop(name, load(), tokenizer, *settings, bf16))
     report(rows)
     results_file.write(args.out, {**header(), "rows": rows})
 

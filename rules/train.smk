@@ -66,6 +66,7 @@ rule train:
             "smt/__init__.py",
             "smt/artifacts.py",
             "smt/faults.py",
+            "smt/inference.py",
             "smt/io.py",
             "smt/pipeline/__init__.py",
             "smt/pipeline/context.py",

@@ -3,32 +3,54 @@ the model's chat template rendered with the run's template variables.
 
 A job sees the GPUs it holds (smt.pipeline.gpus sets CUDA_VISIBLE_DEVICES before torch loads); a model-reading
 step runs on the first of them, in bfloat16 where the GPU supports it (`auto`), since a CPU-bound evaluation of an
-8B student over thousands of questions is not feasible. On a CPU it runs in float32, which is faster there than
-bfloat16 on CPUs without bf16 units and keeps the numbers bit-for-bit reproducible.
+8B student over thousands of questions is not feasible. On a CPU `auto` is bfloat16 where the CPU has AMX-BF16 tiles
+(Intel Xeon 4th generation and later: measured on 2 cores, bfloat16 matmuls at the 135M model's shapes run 2-6x
+faster than float32, a 1,000-token prefill 1.9x), and float32 on every other CPU, where bfloat16 is emulated and
+slower. Either way a machine gives the same numbers on every run; the dtype is recorded next to every score.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 DTYPES = ("auto", "float32", "bfloat16")
 
 
+@functools.cache
+def cpu_bf16_tiles(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has AMX-BF16 tiles, where oneDNN runs bfloat16 matmuls several times faster than float32."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    return any(line.startswith("flags") and " amx_bf16" in line for line in text.splitlines())
+
+
+def fast_bf16(cuda: bool) -> bool:
+    """Whether the device this process runs on has fast bfloat16: a GPU that supports it, or a CPU with AMX-BF16."""
+    import torch
+
+    return bool(torch.cuda.is_bf16_supported()) if cuda else cpu_bf16_tiles()
+
+
 def pick(requested: str = "auto", cuda: bool | None = None, bf16: bool | None = None) -> tuple[str, str]:
-    """(device, dtype): `auto` is bfloat16 on a GPU that supports it, float32 on any other GPU and on the CPU;
-    a named dtype is used as it is."""
+    """(device, dtype): `auto` is bfloat16 where the device has fast bfloat16 (`bf16`: a GPU that supports it, a
+    CPU with AMX-BF16), float32 elsewhere; a named dtype is used as it is."""
     if requested not in DTYPES:
         raise ValueError(f"dtype {requested!r}; allowed: {list(DTYPES)}")
-    if cuda is None or bf16 is None:
+    if cuda is None:
         import torch
 
-        cuda = torch.cuda.is_available() if cuda is None else cuda
-        bf16 = bool(cuda and torch.cuda.is_bf16_supported()) if bf16 is None else bf16
+        cuda = torch.cuda.is_available()
+    if bf16 is None:
+        bf16 = fast_bf16(cuda)
     device = "cuda" if cuda else "cpu"
     if requested != "auto":
         return device, requested
-    return device, "bfloat16" if cuda and bf16 else "float32"
+    return device, "bfloat16" if bf16 else "float32"
 
 
 def load_causal_lm(path: str, device: str, dtype: str) -> tuple[Any, Any]:

@@ -173,9 +173,10 @@ def config_dtype(model_path: str) -> str | None:
 
 
 def pick_dtype(requested: str, model_dtype: str | None, cuda: bool, bf16: bool) -> str:
-    """`generation.dtype`: a named dtype as it is; `auto` is float32 on a CPU (faster there than bfloat16 on
-    most CPUs) and on a GPU the model's own half-precision dtype: float16 for a float16 model, otherwise bfloat16
-    where the GPU supports it (a float32 folder too), else float16."""
+    """`generation.dtype`: a named dtype as it is; `auto` is float32 on a CPU (where the transformers backend's
+    completions are batch invariant, smt.synth.backends.transformers) and on a GPU the model's own half-precision
+    dtype: float16 for a float16 model, otherwise bfloat16 where the GPU supports it (a float32 folder too), else
+    float16."""
     if requested != "auto":
         return requested
     if not cuda:

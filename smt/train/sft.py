@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from smt import artifacts, faults, io
+from smt import artifacts, faults, inference, io
 from smt.train import checkpoints, export, flops
 from smt.train.compute import generation_compute
 from smt.train.spec import TrainSpec
@@ -52,12 +52,13 @@ def gradient_accumulation(effective: int, per_device: int, world_size: int) -> i
 
 
 def precision(requested: str) -> str:
-    """bf16 or fp32: `auto` is bf16 on a GPU that supports it, fp32 elsewhere; `bf16` on a CPU uses CPU autocast."""
+    """bf16 or fp32: `auto` is bf16 where the device has fast bfloat16 (a GPU that supports it, a CPU with AMX-BF16,
+    smt.inference.fast_bf16), fp32 elsewhere; bf16 on a CPU is CPU autocast (float32 weights and optimizer)."""
     import torch
 
     cuda = torch.cuda.is_available()
     if requested == "auto":
-        return "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if inference.fast_bf16(cuda) else "fp32"
     if requested == "bf16" and cuda and not torch.cuda.is_bf16_supported():
         raise ValueError("train.precision = bf16, but this GPU does not support bfloat16; use auto or fp32")
     return requested

@@ -134,3 +134,20 @@ def test_chat_template_variables_reach_every_scorer_prompt(tmp_path: Path, base_
     backend = scorers.Model(str(folder), chat=off, dtype="float32").generator()
     assert backend.prompt_text(request).endswith(EMPTY_THINK + "Thought process:")
     assert "<think>" not in scorers.Model(str(folder), dtype="float32").generator().prompt_text(request)
+
+
+def test_auto_dtype_is_bfloat16_only_where_the_device_has_fast_bfloat16(tmp_path: Path) -> None:
+    """`auto`: bfloat16 on a GPU that supports it and on a CPU with AMX-BF16 tiles (read from /proc/cpuinfo's
+    flags), float32 elsewhere; a named dtype is used as it is."""
+    amx, avx2 = tmp_path / "amx", tmp_path / "avx2"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma\n")
+    assert inference.cpu_bf16_tiles(str(amx)) and not inference.cpu_bf16_tiles(str(avx2))
+    assert not inference.cpu_bf16_tiles(str(tmp_path / "missing"))
+    assert inference.pick("auto", cuda=False, bf16=True) == ("cpu", "bfloat16")
+    assert inference.pick("auto", cuda=False, bf16=False) == ("cpu", "float32")
+    assert inference.pick("auto", cuda=True, bf16=False) == ("cuda", "float32")
+    assert inference.pick("float32", cuda=False, bf16=True) == ("cpu", "float32")
+    assert inference.pick("auto", cuda=False) == ("cpu", "bfloat16" if inference.cpu_bf16_tiles() else "float32")
+    with pytest.raises(ValueError, match="float16"):
+        inference.pick("float16")

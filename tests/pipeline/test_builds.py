@@ -18,6 +18,7 @@ import pytest
 from helpers import SMALL, BackgroundBuild, dvc_status, sh, snakemake_pending
 from slurm_cluster import ClusterUnavailable, SlurmCluster
 
+from smt import inference
 from smt.pipeline import graph as G
 from smt.pipeline import params as P
 from smt.pipeline import stage as ST
@@ -51,7 +52,7 @@ def check_scores(ws: Path, params: dict) -> None:
         assert 0.0 <= score["accuracy"] <= 1.0 and score["correct"] == round(score["accuracy"] * score["n"])
         assert score["condition"] == condition and score["scorer"] == "letter"
         assert set(score["prompts"]) == {"mc_letter"}
-        assert score["device"] == "cpu" and score["dtype"] == "float32" and score["chance"] == 0.25
+        assert (score["device"], score["dtype"]) == inference.pick("auto") and score["chance"] == 0.25
         preds = (ws / f"{stem}.predictions.jsonl").read_text().splitlines()
         assert len(preds) == score["n"]
         assert score["ci_low"] <= score["accuracy"] <= score["ci_high"]

@@ -46,7 +46,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory, base_model: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def reranker(folder: Path) -> rerank.CausalLMReranker:
-    return rerank.CausalLMReranker(str(folder), "Find the lamps", "auto", 2, {"enable_thinking": False})
+    return rerank.CausalLMReranker(str(folder), "Find the lamps", "float32", 2, {"enable_thinking": False})
 
 
 def test_the_prompt_is_the_model_cards(reranker: rerank.CausalLMReranker, folder: Path) -> None:
@@ -71,7 +71,7 @@ def test_scores_are_p_yes_against_no_and_batching_changes_nothing(reranker: rera
         reranker, "How many lamps?", [{"chunk_id": str(i), "text": p} for i, p in enumerate(PASSAGES)], 2
     )
     assert [h["rerank_score"] for h in kept] == sorted((round(s, 6) for s in scores), reverse=True)[:2]
-    assert reranker.describe()["device"] == "cpu" and reranker.describe()["dtype"] == "float32"
+    assert reranker.describe() == {"device": "cpu", "dtype": "float32"}
 
 
 def test_a_causal_lm_reranker_needs_its_model_folder() -> None:

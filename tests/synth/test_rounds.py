@@ -81,3 +81,13 @@ def test_a_fresh_strategy_list_every_n_items(complete: Any) -> None:
     assert keys == {f"{DOCUMENTS[0]['doc_id']}/active_reading/{i}" for i in range(4)}
     again = active_reading.produce(dataclasses.replace(job))
     assert again.records == outcome.records
+
+
+def test_a_qa_completion_counts_the_tokens_of_the_pairs_it_kept() -> None:
+    """One long pair where three were asked: the rounds must count most of the completion, not a third of it."""
+    text = "Question: Who lit the twelve lamps on the cliff?\nAnswer: Nadia lit them, on the night of the storm."
+    completion = Completion("d/qa/0", text, "stop", 100, 30)
+    kept = len("Who lit the twelve lamps on the cliff?") + len("Nadia lit them, on the night of the storm.")
+    assert 20 <= qa.accepted_tokens(completion, kept) <= 30
+    assert qa.accepted_tokens(completion, 0) == 0
+    assert qa.accepted_tokens(Completion("d/qa/1", "", "error", 100, 0), 0) == 0

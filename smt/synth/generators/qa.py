@@ -68,6 +68,15 @@ def parse(text: str, cut: bool = False) -> list[tuple[str, str] | str]:
     return pairs
 
 
+def accepted_tokens(completion: Completion, kept_chars: int) -> int:
+    """The completion tokens that ended up in accepted pairs, by their share of the completion's characters. The
+    rounds size the next ask from this; counting a fixed share per pair asked would undercount a completion that
+    wrote fewer, longer pairs than asked (the embedded 135M model often writes one), and ask for several times too
+    many requests."""
+    share = kept_chars / max(len(completion.text), 1)
+    return min(completion.completion_tokens, round(completion.completion_tokens * share))
+
+
 def produce(job: Job) -> collect.Outcome:
     """Open-ended QAs, `per_request` pairs asked for in each request, in rounds until every document holds its
     share of the stream's token target (smt.synth.rounds). Each pair is its own record; a pair that is missing,
@@ -91,7 +100,7 @@ def produce(job: Job) -> collect.Outcome:
         failed = collect.failure(completion, PREFILL)
         pairs = [failed] if failed else parse(completion.text, cut=completion.finish_reason == "length")
         pairs = (pairs + ["missing: fewer pairs than asked"] * count)[:count]
-        kept = 0
+        kept = 0  # characters of the accepted pairs
         for n, pair in enumerate(pairs):
             key = f"{completion.key}/{n}"
             if isinstance(pair, str):
@@ -107,8 +116,8 @@ def produce(job: Job) -> collect.Outcome:
                 question=pair[0],
                 answer=pair[1],
             ):
-                kept += 1
-        return round(completion.completion_tokens * kept / count)
+                kept += len(pair[0]) + len(pair[1])
+        return accepted_tokens(completion, kept)
 
     rounds.run(job, collector, GENERATOR, sampling, job.options["per_document"], build, accept, planned=count)
     return collector.outcome({"qa": sampling}, [PROMPT])
