@@ -36,7 +36,7 @@ rule ingest:
         "results/logs/ingest/{benchmark}.log",
     benchmark:
         "results/benchmarks/ingest/{benchmark}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,

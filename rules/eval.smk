@@ -48,6 +48,7 @@ rule eval_closed_book_base:
             "smt/synth/backends/draw.py",
             "smt/synth/backends/http.py",
             "smt/synth/backends/kvcache.py",
+            "smt/synth/backends/lanes.py",
             "smt/synth/backends/layout.py",
             "smt/synth/backends/pool.py",
             "smt/synth/backends/transformers.py",
@@ -63,7 +64,7 @@ rule eval_closed_book_base:
         "results/logs/eval_closed_book_base/{benchmark}.log",
     benchmark:
         "results/benchmarks/eval_closed_book_base/{benchmark}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
@@ -122,6 +123,7 @@ rule eval_rag_base:
             "smt/synth/backends/draw.py",
             "smt/synth/backends/http.py",
             "smt/synth/backends/kvcache.py",
+            "smt/synth/backends/lanes.py",
             "smt/synth/backends/layout.py",
             "smt/synth/backends/pool.py",
             "smt/synth/backends/transformers.py",
@@ -137,7 +139,7 @@ rule eval_rag_base:
         "results/logs/eval_rag_base/{benchmark}.log",
     benchmark:
         "results/benchmarks/eval_rag_base/{benchmark}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
@@ -194,6 +196,7 @@ rule eval_smt_closed_book:
             "smt/synth/backends/draw.py",
             "smt/synth/backends/http.py",
             "smt/synth/backends/kvcache.py",
+            "smt/synth/backends/lanes.py",
             "smt/synth/backends/layout.py",
             "smt/synth/backends/pool.py",
             "smt/synth/backends/transformers.py",
@@ -209,7 +212,7 @@ rule eval_smt_closed_book:
         "results/logs/eval_smt_closed_book/{benchmark}-{recipe}-{budget}.log",
     benchmark:
         "results/benchmarks/eval_smt_closed_book/{benchmark}-{recipe}-{budget}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
@@ -268,6 +271,7 @@ rule eval_smt_rag:
             "smt/synth/backends/draw.py",
             "smt/synth/backends/http.py",
             "smt/synth/backends/kvcache.py",
+            "smt/synth/backends/lanes.py",
             "smt/synth/backends/layout.py",
             "smt/synth/backends/pool.py",
             "smt/synth/backends/transformers.py",
@@ -283,7 +287,7 @@ rule eval_smt_rag:
         "results/logs/eval_smt_rag/{benchmark}-{recipe}-{budget}.log",
     benchmark:
         "results/benchmarks/eval_smt_rag/{benchmark}-{recipe}-{budget}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,

@@ -34,7 +34,7 @@ rule rag_index:
         "results/logs/rag_index/{benchmark}.log",
     benchmark:
         "results/benchmarks/rag_index/{benchmark}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
@@ -90,7 +90,7 @@ rule retrieve:
         "results/logs/retrieve/{benchmark}.log",
     benchmark:
         "results/benchmarks/retrieve/{benchmark}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,

@@ -30,6 +30,7 @@ rule synth_qa_shard:
             "smt/synth/backends/draw.py",
             "smt/synth/backends/http.py",
             "smt/synth/backends/kvcache.py",
+            "smt/synth/backends/lanes.py",
             "smt/synth/backends/layout.py",
             "smt/synth/backends/pool.py",
             "smt/synth/backends/transformers.py",
@@ -96,6 +97,7 @@ rule synth_qa:
             "smt/synth/backends/draw.py",
             "smt/synth/backends/http.py",
             "smt/synth/backends/kvcache.py",
+            "smt/synth/backends/lanes.py",
             "smt/synth/backends/layout.py",
             "smt/synth/backends/pool.py",
             "smt/synth/backends/transformers.py",
@@ -158,6 +160,7 @@ rule synth_docs_shard:
             "smt/synth/backends/draw.py",
             "smt/synth/backends/http.py",
             "smt/synth/backends/kvcache.py",
+            "smt/synth/backends/lanes.py",
             "smt/synth/backends/layout.py",
             "smt/synth/backends/pool.py",
             "smt/synth/backends/transformers.py",
@@ -227,6 +230,7 @@ rule synth_docs:
             "smt/synth/backends/draw.py",
             "smt/synth/backends/http.py",
             "smt/synth/backends/kvcache.py",
+            "smt/synth/backends/lanes.py",
             "smt/synth/backends/layout.py",
             "smt/synth/backends/pool.py",
             "smt/synth/backends/transformers.py",
@@ -341,7 +345,7 @@ rule synth_audit:
         "results/logs/synth_audit/{benchmark}.log",
     benchmark:
         "results/benchmarks/synth_audit/{benchmark}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=60,

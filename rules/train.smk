@@ -93,7 +93,7 @@ rule train:
         "results/logs/train/{benchmark}-{recipe}-{budget}.log",
     benchmark:
         "results/benchmarks/train/{benchmark}-{recipe}-{budget}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=240,

@@ -83,6 +83,10 @@ class Stage:
     # dependencies are computed from these and its module (smt.pipeline.codedeps).
     entry: tuple[str, ...] = ()
     resources: dict[str, int] = field(default_factory=lambda: {"mem_mb": 2000, "runtime": 30, "gpu": 0})
+    # Cores its Snakemake job holds (OMP_NUM_THREADS). Measured on 2 cores: batched decoding scales with threads
+    # (float32, 16 rows: 2.0x on 2 threads), while the prefill-bound steps (scoring, training, embedding; bfloat16 on
+    # AMX) gain 1.0-1.4x, and two one-thread jobs side by side do as much as one two-thread job, with their model
+    # loading and Python work overlapped. So generation takes 2 and the rest 1: Snakemake then runs them in pairs.
     threads: int = 1
     heavy: bool = False  # its Snakemake rule records a `benchmark:` file (time, memory)
     env: str = "core"

@@ -44,11 +44,13 @@ def test_output_does_not_depend_on_batch(backend: TransformersBackend) -> None:
     assert backend.stats.completion_tokens >= sum(c.completion_tokens for c in mixed)
 
 
+@pytest.mark.parametrize("lanes", [2, 6])
 def test_a_request_taking_a_freed_lane_draws_what_it_draws_alone(
-    backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch
+    backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch, lanes: int
 ) -> None:
-    """Continuous batching: two lanes for six requests, so four enter lanes other requests left, some after the
-    cache dropped its dead positions; each completion equals the request run alone, and no step has more rows."""
+    """Continuous batching: two or six lanes for nine requests, so the rest enter lanes other requests left (with
+    two lanes, after the cache dropped its dead positions), and the last steps run as few rows as the machine
+    computes alike (`lane_floor`); each completion equals the request run alone."""
     from smt.synth.backends import transformers as module
 
     widths: list[tuple[int, int]] = []
@@ -60,17 +62,14 @@ def test_a_request_taking_a_freed_lane_draws_what_it_draws_alone(
         return out
 
     monkeypatch.setattr(module, "trim", spy)
-    backend = TransformersBackend(str(backend.model.name_or_path), dtype="float32", batch_size=2)
-    rows: list[int] = []
-    handle = backend.model.register_forward_hook(lambda module, args, out: rows.append(out.logits.shape[0]))
-    texts = [
-        "Name a colour.",
-        "Write a long story about a cat, a dog and a fox.",
-        "Say hi.",
-        "Name a fruit.",
-        "List three rivers of Europe and say which is longest.",
-        "Count to five.",
-    ]
+    backend = TransformersBackend(str(backend.model.name_or_path), dtype="float32", batch_size=lanes)
+    shapes: list[tuple[int, int]] = []  # (rows, tokens) of every forward pass
+    handle = backend.model.register_forward_hook(
+        lambda module, args, kwargs, out: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    texts = ["Name a colour.", "Write a long story about a cat, a dog and a fox.", "Say hi.", "Name a fruit.",
+             "List three rivers of Europe and say which is longest.", "Count to five.", "Name a bird.",
+             "Describe a storm at sea in three sentences.", "Say goodbye."]  # fmt: skip
     sampling = Sampling(temperature=1.0, top_p=0.95, max_new_tokens=24)
     try:
         together = backend.generate([_request(str(i), t, 20 + i) for i, t in enumerate(texts)], sampling)
@@ -78,8 +77,25 @@ def test_a_request_taking_a_freed_lane_draws_what_it_draws_alone(
         handle.remove()
     alone = [backend.generate([_request(str(i), t, 20 + i)], sampling)[0] for i, t in enumerate(texts)]
     assert [c.text for c in together] == [c.text for c in alone]
-    assert max(rows) == 2
-    assert any(after < before for before, after in widths), "the dead positions were dropped at least once"
+    decode = [rows for rows, tokens in shapes if tokens == 1]  # prefills run one prompt of several tokens
+    assert max(decode) == lanes and min(decode) >= backend.lane_floor >= 1
+    assert lanes > 2 or any(after < before for before, after in widths), "the dead positions were dropped"
+
+
+def test_the_lane_floor_is_the_fewest_rows_computed_exactly_as_a_full_batch(backend: TransformersBackend) -> None:
+    """The probe's answer holds on the model itself: every row count from the floor to batch_size gives each row the
+    logits it gets in a full batch, bit for bit, and one row fewer does not (unless the floor is one row)."""
+    from smt.synth.backends import lanes
+
+    model, size = backend.model, 6
+    floor = lanes.floor(model, size)
+    ids = torch.randint(1000, (size, 1), generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        full = model(input_ids=ids, use_cache=False).logits
+        for rows in range(floor, size + 1):
+            assert torch.equal(model(input_ids=ids[:rows], use_cache=False).logits, full[:rows])
+        if floor > 1:
+            assert not torch.equal(model(input_ids=ids[: floor - 1], use_cache=False).logits, full[: floor - 1])
 
 
 def test_greedy_is_deterministic_and_truncation_is_reported(backend: TransformersBackend) -> None:

@@ -10,10 +10,12 @@ its completion is an error with the reason, and the item is rejected, not the sh
 
 Batch invariance: on a CPU in float32 a request's completion does not depend on the other requests of its batch
 (tested: records equal for every shard count, and a resumed shard's equal an uninterrupted one's). Each prompt is
-prefilled alone, every decode step runs `batch_size` rows (continuous batching: a lane whose request finished takes
-the next request waiting, and stays as an idle lane when none waits), and attention runs row by row over the row's
-own positions (smt.synth.backends.kvcache): the CPU's matmul kernels round differently with the number of rows
-(SmolLM2-135M's logits differ by up to 4e-5 between 2 and 4 rows), and SDPA's with the padding. A different
+prefilled alone, and attention runs row by row over the row's own positions (smt.synth.backends.kvcache): SDPA's CPU
+kernel rounds differently with the padding. The CPU's matmul kernels round differently with the number of rows
+(SmolLM2-135M's logits differ by up to 4e-5 between 2 and 4 rows), so a decode step runs `batch_size` rows
+(continuous batching: a lane whose request finished takes the next request waiting) or, once no request waits, as few
+as `lane_floor`: the smallest row count that the machine's kernels compute exactly as `batch_size` rows, probed when
+the backend starts (smt.synth.backends.lanes); idle lanes below it stay in the step. A different
 batch_size is a different computation (and a different params stamp). On a GPU, and in bfloat16, kernels reduce in
 an order that depends on the batch shape, so completions can differ in the last bits and then diverge; there is no
 batch-invariant mode there.
@@ -31,6 +33,7 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from smt.inference import render_chat
+from smt.synth.backends import lanes
 from smt.synth.backends.draw import draw
 from smt.synth.backends.kvcache import (
     ATTENTION,
@@ -73,6 +76,7 @@ class TransformersBackend:
         ).to(self.device)
         self.model.eval()
         self.batch_size = batch_size
+        self.lane_floor = lanes.floor(self.model, batch_size) if self.invariant else 0  # rows a step keeps at least
         self.stop_ids = self._stop_ids()
         self.context = getattr(self.model.config, "max_position_embeddings", None)
         self.stats = Stats()
@@ -96,6 +100,7 @@ class TransformersBackend:
             "device": self.device,
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "batch_invariant": self.invariant,
+            **({"lane_floor": self.lane_floor} if self.invariant else {}),
             "structured_outputs": "json prefill (no constrained decoding)",
             "context": self.context,
             **({"chat_template_kwargs": self.chat_template_kwargs} if self.chat_template_kwargs else {}),
@@ -147,7 +152,7 @@ class TransformersBackend:
         reason, prompt tokens) at once; each token drawn (not the stop token) to `on_token` as it is drawn."""
         waiting = iter(range(len(prompts)))
         first = list(itertools.islice(waiting, self.batch_size))
-        lanes = self.batch_size if self.invariant else len(first)
+        lanes = max(len(first), self.lane_floor)
         past, logits, attention, positions = self._prefill(
             [prompts[i] for i in first] + [prompts[first[0]]] * (lanes - len(first)), sampling.max_new_tokens
         )
@@ -192,14 +197,14 @@ class TransformersBackend:
             live = [b for b, i in enumerate(owner) if i is not None]
             if not live:
                 return
-            idle = [b for b in freed if owner[b] is None]
-            if idle and self.invariant:  # the lane stays, so every step has batch_size rows, and attends to nothing
-                attention[idle] = 0
-            elif idle:  # the row leaves the batch and the KV cache, so the rest run faster
-                index = torch.tensor(live, device=self.device)
+            attention[[b for b in freed if owner[b] is None]] = 0  # an idle lane attends to nothing but itself
+            spare = [b for b, i in enumerate(owner) if i is None]  # only once no request waits
+            keep = sorted(live + spare[: max(self.lane_floor - len(live), 0)])
+            if len(keep) < len(owner):  # idle lanes leave the batch and the KV cache, so the rest run faster
+                index = torch.tensor(keep, device=self.device)
                 past.batch_select_indices(index)
                 attention, positions = attention[index], positions[index]
-                owner, following = [owner[b] for b in live], [following[b] for b in live]
+                owner, following = [owner[b] for b in keep], [following[b] for b in keep]
             attention = trim(past, attention, [b for b, i in enumerate(owner) if i is not None])
             current = torch.tensor(following, device=self.device).unsqueeze(1)
             attention = torch.cat([attention, torch.ones_like(current)], dim=1)
