@@ -154,7 +154,9 @@ def serve(ctx: Context) -> dict[str, Any]:
 def train_resume(ctx: Context) -> dict[str, Any]:
     ws = smoke_train.workspace(ctx.scratch / "train", ctx.model, 128 if ctx.gpu else 64)
     found = smoke_train.killed_and_resumed(ws, {})
-    if found["precision"] != ("bf16" if ctx.gpu else "fp32"):
+    from smt.train.sft import precision
+
+    if found["precision"] != precision("auto"):  # bf16 on a GPU that has it or a CPU with AMX-BF16, else fp32
         raise AssertionError(f"precision {found['precision']}")
     return {**found, **smoke_train.loads(ws)}
 
@@ -302,12 +304,15 @@ def mfu(ctx: Context) -> dict[str, Any]:
     import training
     from transformers import AutoTokenizer
 
+    from smt import inference
+
     tokenizer = AutoTokenizer.from_pretrained(ctx.base)
     if ctx.gpu:
-        row = training.measure("Llama-1B (random)", training.one_billion(), tokenizer, True, 3, 10, 2048, 8)
+        bf16 = inference.fast_bf16(True)
+        row = training.measure("Llama-1B (random)", training.one_billion(), tokenizer, True, 3, 10, 2048, 8, bf16)
     else:
         model = training.one_billion(ROOT / "bench/configs/llama-tiny.json")
-        row = training.measure("Llama tiny (random)", model, tokenizer, True, 1, 2, 64, 2)
+        row = training.measure("Llama tiny (random)", model, tokenizer, True, 1, 2, 64, 2, False)
     if row["gradient_checkpointing"] or not row["tokens_per_s"] > 0:
         raise AssertionError(f"unexpected measurement: {row}")
     return {**training.header(), **row}

@@ -57,7 +57,8 @@ def test_the_letter_prompt_lists_every_option_and_ends_where_the_letter_comes(lo
 @pytest.fixture(scope="module")
 def by_letter(base_model: Path, demo) -> list[dict[str, Any]]:
     questions, framed = demo
-    records, where = scorers.score_letter(scorers.Model(str(base_model)), questions, framed, [[]] * len(questions))
+    exact = scorers.Model(str(base_model), dtype="float32")  # the truths below are float32's
+    records, where = scorers.score_letter(exact, questions, framed, [[]] * len(questions))
     assert where == {"device": "cpu", "dtype": "float32"}
     return records
 
@@ -88,7 +89,8 @@ def test_letter_scores_are_those_of_each_prompt_run_alone(loaded, demo, by_lette
 def test_option_loglik_reproduces_the_cloze_scorers_numbers(base_model: Path, loaded, demo) -> None:
     questions, framed = demo
     model, tokenizer = loaded
-    records, _ = scorers.score_option_loglik(scorers.Model(str(base_model)), questions, framed, [[]] * 40)
+    exact = scorers.Model(str(base_model), dtype="float32")  # the cloze scorer's numbers were measured in float32
+    records, _ = scorers.score_option_loglik(exact, questions, framed, [[]] * 40)
     assert sum(r["correct"] for r in records) == 7  # 17.5%, the embedded default's closed-book base score
     for q, f, record in list(zip(questions, framed, records, strict=True))[:3]:
         prompt = option_loglik.build_prompt(tokenizer, f)
