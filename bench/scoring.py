@@ -7,7 +7,7 @@ AMX-BF16: what `eval.dtype: auto` picks), in bfloat16. Beside each: the bare loo
 through the model, last position only, nothing else: the floor the scorer's own work adds to) and batch 1 (no
 padding). Questions/s and prompt tokens/s; `ratio_to_bare` is the scorer's questions/s over the bare loop's.
 
-    python bench/scoring.py [--model results/models/base/smollm2] [--batch 8] [--repeats 2]
+    python bench/scoring.py [--model results/models/base/smollm2] [--batch 8] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -44,19 +44,22 @@ def prompts(tokenizer: Any, context: bool) -> list[tuple[str, int]]:
 
 
 def timed(run: Any, repeats: int) -> float:
-    run()  # warm-up: allocator, kernels
-    started = time.perf_counter()
+    """The fastest of `repeats` runs after a warm-up (allocator, kernels): the least disturbed by other work."""
+    run()
+    times = []
     for _ in range(repeats):
+        started = time.perf_counter()
         run()
-    return (time.perf_counter() - started) / repeats
+        times.append(time.perf_counter() - started)
+    return min(times)
 
 
 def measure(model: Any, tokenizer: Any, items: list[tuple[str, int]], batch: int, repeats: int) -> dict[str, Any]:
     order = sorted(items, key=lambda item: -len(item[0]))
     batches = [[p for p, _ in order[i : i + batch]] for i in range(0, len(order), batch)]
     tokens = sum(len(tokenizer(p, add_special_tokens=False).input_ids) for p, _ in items)
-    scorer = timed(lambda: letter.score_prompts(model, tokenizer, items, batch), repeats)
     bare = timed(lambda: [inference.next_token_logprobs(model, tokenizer, b) for b in batches], repeats)
+    scorer = timed(lambda: letter.score_prompts(model, tokenizer, items, batch), repeats)
     single = timed(lambda: letter.score_prompts(model, tokenizer, items, 1), 1)
     return {
         "questions": len(items),
@@ -76,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=str(ROOT / "results/models/base/smollm2"))
     parser.add_argument("--batch", type=int, default=PARAMS["eval"]["batch_size"])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench/results/scoring.json"))
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
