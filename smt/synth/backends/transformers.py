@@ -152,16 +152,16 @@ class TransformersBackend:
         reason, prompt tokens) at once; each token drawn (not the stop token) to `on_token` as it is drawn."""
         waiting = iter(range(len(prompts)))
         first = list(itertools.islice(waiting, self.batch_size))
-        lanes = max(len(first), self.lane_floor)
+        rows = max(len(first), self.lane_floor)
         past, logits, attention, positions = self._prefill(
-            [prompts[i] for i in first] + [prompts[first[0]]] * (lanes - len(first)), sampling.max_new_tokens
+            [prompts[i] for i in first] + [prompts[first[0]]] * (rows - len(first)), sampling.max_new_tokens
         )
         attention[len(first) :] = 0  # an empty lane attends to nothing but its own tokens
-        owner: list[int | None] = [*first, *[None] * (lanes - len(first))]  # lane -> the request it decodes
+        owner: list[int | None] = [*first, *[None] * (rows - len(first))]  # lane -> the request it decodes
         prompt_tokens = {i: int(attention[b].sum()) for b, i in enumerate(first)}
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         tokens: list[list[int]] = [[] for _ in prompts]
-        following = [self.tokenizer.pad_token_id] * lanes
+        following = [self.tokenizer.pad_token_id] * rows
 
         def advance(lane: int, token: int) -> bool:
             """Take the token a lane drew; True when its request is finished."""
