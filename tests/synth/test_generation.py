@@ -224,6 +224,30 @@ def test_a_prompt_asked_again_is_not_prefilled_again_and_draws_the_same(base_mod
     assert uncached.prompts.entries == {}
 
 
+def test_prompts_that_begin_alike_share_their_prefill_and_draw_what_they_draw_alone(base_model: Path) -> None:
+    """A document's requests differ only after the document: the second prompt takes the first's leading chunks
+    from the prefix cache and prefills only the rest, and its states and completion are bit for bit those it gets
+    when nothing ran before it."""
+    document = " ".join(f"Fact {i}: the lighthouse keeper of Varn counted {i * 7} ships in spring." for i in range(40))
+    first, second = (f"{document}\n\nQuestion: {q}" for q in ("Who kept the lighthouse?", "How many ships came?"))
+    sampling = Sampling(temperature=1.0, top_p=0.95, max_new_tokens=8)
+    shared = TransformersBackend(str(base_model), dtype="float32", batch_size=4, prompt_cache_bytes=0)
+    shared.generate([_request("a", first, 1)], sampling)
+    computed = shared.prefixes.computed_tokens
+    after = shared.generate([_request("b", second, 2)], sampling)[0]
+    fresh = TransformersBackend(str(base_model), dtype="float32", batch_size=4, prompt_cache_bytes=0)
+    alone = fresh.generate([_request("b", second, 2)], sampling)[0]
+    chunk = shared.prefixes.chunk
+    assert shared.prefixes.reused_tokens >= chunk * 4  # the document's whole chunks (its ~700 tokens)
+    assert shared.prefixes.computed_tokens - computed < chunk * 2 and fresh.prefixes.reused_tokens == 0
+    assert after.text == alone.text and after.completion_tokens == alone.completion_tokens > 0
+    prompt = shared.prompt_text(_request("b", second, 2))
+    reused, recomputed = shared._prompt_state(prompt), fresh._prompt_state(prompt)
+    pairs = zip(reused.keys + reused.values, recomputed.keys + recomputed.values, strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert torch.equal(reused.logits, recomputed.logits)
+
+
 def test_decoding_matches_transformers_own_cache_and_attention(base_model: Path, backend: TransformersBackend) -> None:
     """The grouped attention and the growing cache are the same computation as transformers' defaults (its
     DynamicCache and SDPA with repeated KV heads): same greedy tokens, logits equal to float32 rounding."""

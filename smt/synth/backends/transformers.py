@@ -10,7 +10,8 @@ its completion is an error with the reason, and the item is rejected, not the sh
 
 Batch invariance: on a CPU in float32 a request's completion does not depend on the other requests of its batch
 (tested: records equal for every shard count, and a resumed shard's equal an uninterrupted one's). Each prompt is
-prefilled alone, and attention runs row by row over the row's own positions (smt.synth.backends.kvcache): SDPA's CPU
+prefilled alone, in fixed chunks whose states prompts that begin alike share (smt.synth.backends.prefix), and
+attention runs row by row over the row's own positions (smt.synth.backends.kvcache): SDPA's CPU
 kernel rounds differently with the padding. The CPU's matmul kernels round differently with the number of rows
 (SmolLM2-135M's logits differ by up to 4e-5 between 2 and 4 rows), so a decode step runs `batch_size` rows
 (continuous batching: a lane whose request finished takes the next request waiting) or, once no request waits, as few
@@ -44,9 +45,11 @@ from smt.synth.backends.kvcache import (
     place,
     trim,
 )
+from smt.synth.backends.prefix import PrefixCache
 from smt.synth.generation import Completion, Request, Sampling, Stats, context_error, json_prefill, reject
 
 PROMPT_CACHE_BYTES = 2**30  # prompt states kept across generate calls: about 23K tokens of a 135M model
+PREFIX_CACHE_BYTES = 2**30  # prefill chunks kept for prompts that begin alike (smt.synth.backends.prefix)
 RowDone = Callable[[int, list[int], str, int], None]  # row, token ids, finish reason, prompt tokens
 RowToken = Callable[[int, int], None]  # row, the token id it just drew
 
@@ -63,6 +66,7 @@ class TransformersBackend:
         batch_size: int = 8,
         chat_template_kwargs: dict[str, Any] | None = None,
         prompt_cache_bytes: int = PROMPT_CACHE_BYTES,
+        prefix_cache_bytes: int = PREFIX_CACHE_BYTES,
     ) -> None:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
@@ -81,6 +85,7 @@ class TransformersBackend:
         self.context = getattr(self.model.config, "max_position_embeddings", None)
         self.stats = Stats()
         self.prompts = PromptCache(prompt_cache_bytes)
+        self.prefixes = PrefixCache(prefix_cache_bytes)
 
     def _stop_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
@@ -101,6 +106,7 @@ class TransformersBackend:
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "batch_invariant": self.invariant,
             **({"lane_floor": self.lane_floor} if self.invariant else {}),
+            "prefill_chunk": self.prefixes.chunk,
             "structured_outputs": "json prefill (no constrained decoding)",
             "context": self.context,
             **({"chat_template_kwargs": self.chat_template_kwargs} if self.chat_template_kwargs else {}),
@@ -121,13 +127,12 @@ class TransformersBackend:
 
     @torch.inference_mode()
     def _prompt_state(self, prompt: str) -> PromptState:
-        """The prompt's KV states and next-token logits, prefilled alone (from the cache when it ran before)."""
+        """The prompt's KV states and next-token logits, prefilled alone (from the cache when it ran before; its
+        leading chunks from the prefix cache when another prompt began alike)."""
         state = self.prompts.get(prompt)
         if state is None:
             ids = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids.to(self.device)
-            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
-            layers = out.past_key_values.layers
-            state = PromptState([x.keys for x in layers], [x.values for x in layers], out.logits[0, -1], ids.shape[1])
+            state = self.prefixes.prefill(self.model, ids)
             self.prompts.put(prompt, state)
         return state
 
