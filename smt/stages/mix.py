@@ -9,7 +9,7 @@ from typing import Any
 from smt import io
 from smt.pipeline.context import StageContext
 from smt.synth import contamination, records
-from smt.train.mixing import REPLAY, generation, mix, qa_item, replay_passages
+from smt.train.mixing import REPLAY, count_tokens, generation, mix, qa_item, replay_passages
 
 
 def item(record: dict[str, Any]) -> dict[str, Any]:
@@ -34,10 +34,7 @@ def run(ctx: StageContext) -> None:
     tokenizer = AutoTokenizer.from_pretrained(ctx.input("model"))
     streams = {name: [item(r) for r in found] for name, found in generated.items()}
     streams[REPLAY] = replay_passages(ctx.input("replay"))
-    for items in streams.values():
-        counts = tokenizer([i["text"] for i in items], add_special_tokens=False).input_ids if items else []
-        for i, ids in zip(items, counts, strict=True):
-            i["tokens"] = len(ids)
+    count_tokens(streams, tokenizer)
     mixed, report = mix(
         streams, ctx.budget, shares, ctx.p("mix.replay_fraction"), ctx.p("seed"), ctx.p("mix.max_repeat_fraction")
     )

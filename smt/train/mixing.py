@@ -62,6 +62,14 @@ def qa_item(qa: dict[str, Any]) -> dict[str, Any]:
     return {"id": qa["id"], "doc_id": qa["doc_id"], "text": text, "prompt": text[: len(text) - len(answer)].rstrip()}
 
 
+def count_tokens(streams: dict[str, list[dict[str, Any]]], tokenizer: Any) -> None:
+    """Give every item its `tokens`: the student tokenizer's count of exactly the text training sees."""
+    for items in streams.values():
+        counts = tokenizer([i["text"] for i in items], add_special_tokens=False).input_ids if items else []
+        for item, ids in zip(items, counts, strict=True):
+            item["tokens"] = len(ids)
+
+
 def take(items: list[dict[str, Any]], target: int, rng: random.Random) -> tuple[list[dict[str, Any]], int]:
     """Items in seeded order, cycling through fresh orders, until their tokens reach `target`; and how many of
     the chosen tokens are repeats (items taken a second time or more)."""
