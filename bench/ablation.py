@@ -114,7 +114,7 @@ def measure(ws: Path, recipe: str, budget: int) -> dict[str, Any]:
     seconds["eval"] = stage(ws, "eval_smt_closed_book", axes)
     report = json.loads((ws / S.MIX_REPORT.format(**axes)).read_text())
     metrics = json.loads((ws / S.TRAIN_METRICS.format(**axes)).read_text())
-    score = json.loads((ws / S.SMT_SCORE.format(**axes).replace("{condition}", "smt_closed_book")).read_text())
+    score = json.loads((ws / S.SMT_SCORE.format(**axes, condition="smt_closed_book")).read_text())
     return {
         "recipe": recipe,
         "shares": RECIPES[recipe] if recipe != "raw_documents" else {"documents": 1.0},
