@@ -27,6 +27,7 @@ from typing import Any
 
 import results_file
 import yaml
+from project_copy import copy_project
 
 from smt.pipeline import stages as S
 
@@ -45,13 +46,7 @@ RECIPES: dict[str, dict[str, float]] = {
 def workspace(source: Path, dest: Path, budget: int, epochs: int) -> Path:
     """The project's files in `dest`, the finished run's tables, synthetic streams and models linked in, and params
     with the bench's recipes, budget and epochs."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.split()
-    for rel in files:
-        if (ROOT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
+    copy_project(dest)
     for rel in ("results/models/base", f"results/data/{BENCHMARK}", f"results/synth/{BENCHMARK}"):
         if not (source / rel).exists():
             raise SystemExit(f"{source / rel} is missing: run `make run` (or pass --source a finished run's folder)")

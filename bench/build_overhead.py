@@ -19,7 +19,6 @@ import argparse
 import csv
 import io
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from typing import Any
 
 import results_file
 import yaml
+from project_copy import copy_project
 
 from smt.pipeline import graph as G
 from smt.pipeline import params as P
@@ -72,12 +72,7 @@ def set_key(params: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def workspace(dest: Path, changes: list[tuple[str, Any]]) -> Path:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, text=True,
-                           capture_output=True, check=True).stdout.split()  # fmt: skip
-    for rel in files:
-        if (ROOT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
+    copy_project(dest)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     for key, value in GRAPH.items():  # the benchmarks replace params.yaml's; other sections are updated
         params[key] = value if key == "benchmarks" else {**params[key], **value}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from project_copy import copy_project
 
 from smt.pipeline import stages as S
 
@@ -27,13 +27,7 @@ STEPS = 4
 def workspace(dest: Path, base: Path, max_length: int) -> Path:
     """The project's files (tracked and new, not ignored) in `dest`, params for a short checkpointed run, the base
     model folder linked in, and a training mix of demo paragraphs where the train stage reads it."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.split()
-    for rel in files:
-        if (ROOT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
+    copy_project(dest)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["mix"]["token_budgets"] = [BUDGET]
     params["train"].update(

@@ -15,10 +15,10 @@ pieces below it takes 113 ms and draws the same tokens.
   because every row then reads the widest row's blocks. Decoding reads the KV states, not the arithmetic, bounds it.
 - `GrowingLayer`: a cache layer whose keys and values live in a buffer with room for the tokens still to come;
   a step writes one slice instead of concatenating.
-- `PromptCache`: each distinct prompt is prefilled alone (batch 1, no padding) and its states are kept, bounded
-  in bytes, so generation rounds that ask the same document again do not prefill it again. A prompt's states never
-  depend on which other prompts share its batch or ran before it, so records stay independent of batch size,
-  shard count and cache hits.
+- `BoundedCache`, the prompt cache: each distinct prompt is prefilled alone (batch 1, no padding) and its states
+  are kept, bounded in bytes, so generation rounds that ask the same document again do not prefill it again. A
+  prompt's states never depend on which other prompts share its batch or ran before it, so records stay
+  independent of batch size, shard count and cache hits.
 """
 
 from __future__ import annotations
@@ -156,31 +156,32 @@ class PromptState:
         return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values, self.logits))
 
 
-class PromptCache:
-    """Prompt text -> its PromptState, least recently used first out, at most `max_bytes` held."""
+class BoundedCache:
+    """Key -> a value with `nbytes` (a prompt's states, a prefill chunk's), least recently used first out, at most
+    `max_bytes` held."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self.entries: OrderedDict[str, PromptState] = OrderedDict()
+        self.entries: OrderedDict[str | bytes, Any] = OrderedDict()
         self.held = 0
         self.hits = self.misses = 0
 
-    def get(self, prompt: str) -> PromptState | None:
-        state = self.entries.get(prompt)
-        if state is None:
+    def get(self, key: str | bytes) -> Any:
+        value = self.entries.get(key)
+        if value is None:
             self.misses += 1
             return None
         self.hits += 1
-        self.entries.move_to_end(prompt)
-        return state
+        self.entries.move_to_end(key)
+        return value
 
-    def put(self, prompt: str, state: PromptState) -> None:
-        if state.nbytes > self.max_bytes or prompt in self.entries:
+    def put(self, key: str | bytes, value: Any) -> None:
+        if value.nbytes > self.max_bytes or key in self.entries:
             return
-        while self.held + state.nbytes > self.max_bytes:
+        while self.held + value.nbytes > self.max_bytes:
             self.held -= self.entries.popitem(last=False)[1].nbytes
-        self.entries[prompt] = state
-        self.held += state.nbytes
+        self.entries[key] = value
+        self.held += value.nbytes
 
 
 def batch_cache(states: list[PromptState], rows: list[int], reserve: int) -> tuple[DynamicCache, torch.Tensor]:

@@ -15,13 +15,12 @@ backend.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 from transformers.cache_utils import DynamicCache
 
-from smt.synth.backends.kvcache import PromptState
+from smt.synth.backends.kvcache import BoundedCache, PromptState
 
 CHUNK = 128  # tokens per prefill chunk: a document's prompts share all but the chunk their own text begins in
 
@@ -42,24 +41,9 @@ class PrefixCache:
     """Token ids up to a chunk's end -> that chunk's states, least recently used first out, `max_bytes` at most."""
 
     def __init__(self, max_bytes: int, chunk: int = CHUNK) -> None:
-        self.max_bytes, self.chunk = max_bytes, chunk
-        self.entries: OrderedDict[bytes, Chunk] = OrderedDict()
-        self.held = 0
+        self.chunk = chunk
+        self.store = BoundedCache(max_bytes)
         self.reused_tokens = self.computed_tokens = 0
-
-    def _get(self, key: bytes) -> Chunk | None:
-        found = self.entries.get(key)
-        if found is not None:
-            self.entries.move_to_end(key)
-        return found
-
-    def _put(self, key: bytes, chunk: Chunk) -> None:
-        if chunk.nbytes > self.max_bytes or key in self.entries:
-            return
-        while self.held + chunk.nbytes > self.max_bytes:
-            self.held -= self.entries.popitem(last=False)[1].nbytes
-        self.entries[key] = chunk
-        self.held += chunk.nbytes
 
     @torch.inference_mode()
     def prefill(self, model: torch.nn.Module, ids: torch.Tensor) -> PromptState:
@@ -70,7 +54,7 @@ class PrefixCache:
         chunks: list[Chunk] = []
         start = 0
         while start + self.chunk < length:  # the last chunk is computed: its logits are the prompt's
-            found = self._get(flat[: start + self.chunk].tobytes())
+            found = self.store.get(flat[: start + self.chunk].tobytes())
             if found is None:
                 break
             chunks.append(found)
@@ -93,7 +77,7 @@ class PrefixCache:
                 [x.values[..., start:end, :].clone() for x in past.layers],
             )
             if end - start == self.chunk:
-                self._put(flat[:end].tobytes(), chunk)
+                self.store.put(flat[:end].tobytes(), chunk)
             chunks.append(chunk)
             logits = out.logits[0, -1]
             start = end

@@ -39,7 +39,7 @@ from smt.synth.backends.draw import draw
 from smt.synth.backends.kvcache import (
     ATTENTION,
     ROW_ATTENTION,
-    PromptCache,
+    BoundedCache,
     PromptState,
     batch_cache,
     place,
@@ -84,7 +84,7 @@ class TransformersBackend:
         self.stop_ids = self._stop_ids()
         self.context = getattr(self.model.config, "max_position_embeddings", None)
         self.stats = Stats()
-        self.prompts = PromptCache(prompt_cache_bytes)
+        self.prompts = BoundedCache(prompt_cache_bytes)
         self.prefixes = PrefixCache(prefix_cache_bytes)
 
     def _stop_ids(self) -> set[int]:
