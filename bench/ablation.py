@@ -9,7 +9,10 @@ tokens a recipe at the same budget draws from it, so repeats are allowed here (`
 report keeps the repeated share per row). The raw-documents row is mixed by the same code (smt.train.mixing.mix)
 from the documents' paragraphs in place of synthetic streams, with the same replay share.
 
-    python bench/ablation.py [--source .] [--budget 4000] [--epochs 2]
+Both of the project's multiple-choice scorers are reported: `letter` (the default) and the cloze scorer
+`option_loglik`, which asks nothing of the student's instruction following.
+
+    python bench/ablation.py [--source .] [--budget 4000] [--epochs 2 [8 ...]] [--recipes smt raw_documents ...]
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from smt.pipeline import stages as S
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARK = "demo"
+CLOZE = "option_loglik"  # the cloze scorer: each option's log-likelihood after the question
 RECIPES: dict[str, dict[str, float]] = {
     "qa_only": {"qa": 1.0},
     "active_reading_only": {"active_reading": 1.0},
@@ -43,9 +47,9 @@ RECIPES: dict[str, dict[str, float]] = {
 }
 
 
-def workspace(source: Path, dest: Path, budget: int, epochs: int) -> Path:
+def workspace(source: Path, dest: Path, budget: int) -> Path:
     """The project's files in `dest`, the finished run's tables, synthetic streams and models linked in, and params
-    with the bench's recipes, budget and epochs."""
+    with the bench's recipes and budget, and the cloze scorer beside the letter scorer."""
     copy_project(dest)
     for rel in ("results/models/base", f"results/data/{BENCHMARK}", f"results/synth/{BENCHMARK}"):
         if not (source / rel).exists():
@@ -55,9 +59,24 @@ def workspace(source: Path, dest: Path, budget: int, epochs: int) -> Path:
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["recipes"] = RECIPES
     params["mix"].update(token_budgets=[budget], max_repeat_fraction=1.0)
-    params["train"]["epochs"] = epochs
+    params["eval"]["extra_scorers"] = [CLOZE]
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return dest
+
+
+def set_epochs(ws: Path, epochs: int) -> None:
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    params["train"]["epochs"] = epochs
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def accuracies(score: dict[str, Any]) -> dict[str, Any]:
+    """Both scorers' accuracy and 95% interval, in points."""
+    found: dict[str, Any] = {"n": score["n"]}
+    for name in ("letter", CLOZE):
+        s = score["scorers"][name]
+        found[name] = [round(100 * s[k], 1) for k in ("accuracy", "ci_low", "ci_high")]
+    return found
 
 
 def stage(ws: Path, name: str, axes: dict[str, str]) -> float:
@@ -98,8 +117,9 @@ def raw_mix(ws: Path, axes: dict[str, str], budget: int) -> None:
     (ws / S.MIX_REPORT.format(**axes)).write_text(json.dumps(report))
 
 
-def measure(ws: Path, recipe: str, budget: int) -> dict[str, Any]:
+def measure(ws: Path, recipe: str, budget: int, epochs: int) -> dict[str, Any]:
     axes = {"benchmark": BENCHMARK, "recipe": recipe, "budget": str(budget)}
+    set_epochs(ws, epochs)
     seconds = {}
     if recipe == "raw_documents":
         raw_mix(ws, axes, budget)
@@ -112,16 +132,14 @@ def measure(ws: Path, recipe: str, budget: int) -> dict[str, Any]:
     score = json.loads((ws / S.SMT_SCORE.format(**axes, condition="smt_closed_book")).read_text())
     return {
         "recipe": recipe,
+        "epochs": epochs,
         "shares": RECIPES[recipe] if recipe != "raw_documents" else {"documents": 1.0},
         "mix_tokens": report.get("total_tokens"),
         "tokens_by_stream": report.get("tokens"),
         "repeated_tokens": report.get("repeated_tokens"),
         "train_steps": metrics.get("steps"),
         "last_loss": metrics.get("last_loss"),
-        "accuracy": score["accuracy"],
-        "ci_low": score["ci_low"],
-        "ci_high": score["ci_high"],
-        "n": score["n"],
+        **accuracies(score),
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
     }
 
@@ -130,26 +148,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, default=ROOT, help="a finished run's project folder")
     parser.add_argument("--budget", type=int, default=4000, help="synthetic tokens in every mix")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, nargs="+", default=[2], help="each recipe is trained at each")
     parser.add_argument("--recipes", nargs="*", default=list(RECIPES))
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/ablation.json")
     args = parser.parse_args()
-    base = json.loads((args.source / S.SCORE.format(benchmark=BENCHMARK, condition="closed_book_base")).read_text())
-    rows = [{"recipe": "base (untrained)", **{k: base[k] for k in ("accuracy", "ci_low", "ci_high", "n")}}]
+    rows = []
     with tempfile.TemporaryDirectory(prefix="smt-ablation-") as scratch:
-        ws = workspace(args.source.resolve(), Path(scratch), args.budget, args.epochs)
-        for recipe in args.recipes:
-            rows.append(measure(ws, recipe, args.budget))
-            r = rows[-1]
-            print(
-                f"{recipe:22s} {r['accuracy']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]  {r['seconds']}", flush=True
-            )
-    print("\n| trained on | closed-book accuracy [95% CI] |\n|---|---|")
+        ws = workspace(args.source.resolve(), Path(scratch), args.budget)
+        stage(ws, "eval_closed_book_base", {"benchmark": BENCHMARK})
+        base = json.loads((ws / S.SCORE.format(benchmark=BENCHMARK, condition="closed_book_base")).read_text())
+        rows.append({"recipe": "base (untrained)", "epochs": 0, **accuracies(base)})
+        for epochs in args.epochs:
+            for recipe in args.recipes:
+                rows.append(measure(ws, recipe, args.budget, epochs))
+                print(json.dumps(rows[-1]), flush=True)
+    print("\n| trained on | epochs | letter [95% CI] | cloze [95% CI] | last loss |\n|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['recipe']} | {100 * r['accuracy']:.1f}% [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] |")
-    results_file.write(
-        str(args.out), {"benchmark": BENCHMARK, "budget": args.budget, "epochs": args.epochs, "rows": rows}
-    )
+        letter, cloze = ("{:.1f}% [{:.1f}, {:.1f}]".format(*r[k]) for k in ("letter", CLOZE))
+        print(f"| {r['recipe']} | {r['epochs']} | {letter} | {cloze} | {r.get('last_loss', '')} |")
+    result = {"benchmark": BENCHMARK, "budget": args.budget, "rows": rows}
+    results_file.write(str(args.out), result)
 
 
 if __name__ == "__main__":
