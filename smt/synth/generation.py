@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from smt.inference import fast_bf16
+
 
 def item_seed(seed: int, *parts: object) -> int:
     """A 63-bit seed from the run seed and an item's identity."""
@@ -142,8 +144,9 @@ class BackendSettings:
         import torch
 
         cuda = torch.cuda.is_available()
-        bf16 = cuda and torch.cuda.is_bf16_supported()
-        return dataclasses.replace(self, dtype=pick_dtype(self.dtype, config_dtype(self.model_path), cuda, bf16))
+        return dataclasses.replace(
+            self, dtype=pick_dtype(self.dtype, config_dtype(self.model_path), cuda, fast_bf16(cuda))
+        )
 
 
 def context_error(prompt_tokens: int, max_new_tokens: int, context: int | None) -> str:
@@ -173,14 +176,14 @@ def config_dtype(model_path: str) -> str | None:
 
 
 def pick_dtype(requested: str, model_dtype: str | None, cuda: bool, bf16: bool) -> str:
-    """`generation.dtype`: a named dtype as it is; `auto` is float32 on a CPU (where the transformers backend's
-    completions are batch invariant, smt.synth.backends.transformers) and on a GPU the model's own half-precision
-    dtype: float16 for a float16 model, otherwise bfloat16 where the GPU supports it (a float32 folder too), else
-    float16."""
+    """`generation.dtype`: a named dtype as it is. `auto` on a CPU is bfloat16 where it has AMX-BF16 tiles (`bf16`)
+    and float32 elsewhere (the transformers backend is batch invariant on a CPU in either,
+    smt.synth.backends.transformers); on a GPU it is the model's own half-precision dtype: float16 for a float16
+    model, otherwise bfloat16 where the GPU supports it (a float32 folder too), else float16."""
     if requested != "auto":
         return requested
     if not cuda:
-        return "float32"
+        return "bfloat16" if bf16 else "float32"
     if model_dtype == "float16" or not bf16:
         return "float16"
     return "bfloat16"

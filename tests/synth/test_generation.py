@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from smt.inference import cpu_bf16_tiles
 from smt.synth.backends.transformers import TransformersBackend
 from smt.synth.generation import BackendSettings, Request, Sampling, config_dtype, item_seed, pick_dtype
 from smt.synth.generators.qa import parse, trim_truncated
@@ -24,11 +25,20 @@ def backend(base_model: Path) -> TransformersBackend:
     return TransformersBackend(str(base_model), dtype="float32", batch_size=4)
 
 
+@pytest.fixture(scope="module", params=["float32", "bfloat16"])
+def cpu_backend(request: pytest.FixtureRequest, base_model: Path) -> TransformersBackend:
+    """The backend in each dtype a CPU runs it in (`auto`: bfloat16 on AMX-BF16 tiles, float32 elsewhere)."""
+    if torch.cuda.is_available():
+        pytest.skip("batch invariance is a CPU property; on a GPU completions may change with the batch")
+    return TransformersBackend(str(base_model), dtype=request.param, batch_size=4)
+
+
 def _request(key: str, text: str, seed: int) -> Request:
     return Request(key, [{"role": "user", "content": text}], seed)
 
 
-def test_output_does_not_depend_on_batch(backend: TransformersBackend) -> None:
+def test_output_does_not_depend_on_batch(cpu_backend: TransformersBackend) -> None:
+    backend = cpu_backend
     sampling = Sampling(temperature=1.0, top_p=0.95, max_new_tokens=12)
     alone = backend.generate([_request("a", "Name a colour.", 11)], sampling)[0]
     mixed = backend.generate(
@@ -46,7 +56,7 @@ def test_output_does_not_depend_on_batch(backend: TransformersBackend) -> None:
 
 @pytest.mark.parametrize("lanes", [2, 6])
 def test_a_request_taking_a_freed_lane_draws_what_it_draws_alone(
-    backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch, lanes: int
+    cpu_backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch, lanes: int
 ) -> None:
     """Continuous batching: two or six lanes for nine requests, so the rest enter lanes other requests left (with
     two lanes, after the cache dropped its dead positions), and the last steps run as few rows as the machine
@@ -62,7 +72,8 @@ def test_a_request_taking_a_freed_lane_draws_what_it_draws_alone(
         return out
 
     monkeypatch.setattr(module, "trim", spy)
-    backend = TransformersBackend(str(backend.model.name_or_path), dtype="float32", batch_size=lanes)
+    dtype = str(cpu_backend.model.dtype).removeprefix("torch.")
+    backend = TransformersBackend(str(cpu_backend.model.name_or_path), dtype=dtype, batch_size=lanes)
     shapes: list[tuple[int, int]] = []  # (rows, tokens) of every forward pass
     handle = backend.model.register_forward_hook(
         lambda module, args, kwargs, out: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
@@ -82,12 +93,12 @@ def test_a_request_taking_a_freed_lane_draws_what_it_draws_alone(
     assert lanes > 2 or any(after < before for before, after in widths), "the dead positions were dropped"
 
 
-def test_the_lane_floor_is_the_fewest_rows_computed_exactly_as_a_full_batch(backend: TransformersBackend) -> None:
+def test_the_lane_floor_is_the_fewest_rows_computed_exactly_as_a_full_batch(cpu_backend: TransformersBackend) -> None:
     """The probe's answer holds on the model itself: every row count from the floor to batch_size gives each row the
     logits it gets in a full batch, bit for bit, and one row fewer does not (unless the floor is one row)."""
     from smt.synth.backends import lanes
 
-    model, size = backend.model, 6
+    model, size = cpu_backend.model, 6
     floor = lanes.floor(model, size)
     ids = torch.randint(1000, (size, 1), generator=torch.Generator().manual_seed(5))
     with torch.inference_mode():
@@ -161,8 +172,10 @@ def test_strategy_parser_splits_on_headings() -> None:
 @pytest.mark.parametrize(
     ("requested", "model_dtype", "cuda", "bf16", "expected"),
     [
-        ("auto", "float32", False, False, "float32"),  # a CPU: float32 is the fast path there
+        ("auto", "float32", False, False, "float32"),  # a CPU without bfloat16 units: float32 is its fast path
         ("auto", "bfloat16", False, False, "float32"),
+        ("auto", "float32", False, True, "bfloat16"),  # a CPU with AMX-BF16 tiles
+        ("auto", "float16", False, True, "bfloat16"),
         ("auto", "bfloat16", True, True, "bfloat16"),  # a GPU: the model's own dtype
         ("auto", "float16", True, True, "float16"),
         ("auto", "float32", True, True, "bfloat16"),  # a float32 folder (the embedded model) in half precision
@@ -172,7 +185,7 @@ def test_strategy_parser_splits_on_headings() -> None:
         ("bfloat16", "float32", False, False, "bfloat16"),
     ],
 )
-def test_auto_dtype_is_the_models_on_a_gpu_and_float32_on_a_cpu(
+def test_auto_dtype_is_the_models_on_a_gpu_and_the_fast_one_on_a_cpu(
     requested: str, model_dtype: str | None, cuda: bool, bf16: bool, expected: str
 ) -> None:
     assert pick_dtype(requested, model_dtype, cuda, bf16) == expected
@@ -181,7 +194,8 @@ def test_auto_dtype_is_the_models_on_a_gpu_and_float32_on_a_cpu(
 def test_auto_dtype_resolves_on_this_machine(base_model: Path) -> None:
     settings = BackendSettings("transformers", str(base_model), "auto")
     assert config_dtype(str(base_model)) == "float32"
-    assert settings.resolved().dtype == ("bfloat16" if torch.cuda.is_available() else "float32")
+    fast_half = torch.cuda.is_available() or cpu_bf16_tiles()
+    assert settings.resolved().dtype == ("bfloat16" if fast_half else "float32")
     assert BackendSettings("http", "", "auto").resolved().dtype == "auto"  # a remote model: not ours to choose
 
 

@@ -4,7 +4,8 @@ as it does among `batch_size` rows, on this machine.
 A CPU's matmul kernels pick their blocking by the number of rows, and each blocking rounds differently, so the
 transformers backend keeps a decode step's row count fixed (smt.synth.backends.transformers). But the kernels come
 in tiers: measured on a 2-core Xeon with AVX-512 at SmolLM2-135M's shapes, every row is identical for any count from
-4 to 15, while 1, 2-3 and 16 and more are each a tier of their own (the widest layers: 2-15 and 16-32). Within the
+4 to 15, while 1, 2-3 and 16 and more are each a tier of their own (the widest layers: 2-15 and 16-32); in bfloat16
+on AMX-BF16 tiles every count from 1 to 15 computes alike. Within the
 tier of `batch_size`, a step may drop idle lanes, which the tail of a generation call (the last requests still
 running, nothing waiting) has most of. The probe runs the model itself on random tokens at each count and compares
 the logits bitwise: kernels are chosen by shapes and threads, never by values, so one probe holds for every input.

@@ -8,18 +8,17 @@ would take batch x prompt length x vocabulary floats (about 6 GB at 16 x 2K x 49
 A request whose prompt and max_new_tokens do not fit the model's context (`max_position_embeddings`) is not run:
 its completion is an error with the reason, and the item is rejected, not the shard.
 
-Batch invariance: on a CPU in float32 a request's completion does not depend on the other requests of its batch
-(tested: records equal for every shard count, and a resumed shard's equal an uninterrupted one's). Each prompt is
-prefilled alone, in fixed chunks whose states prompts that begin alike share (smt.synth.backends.prefix), and
-attention runs row by row over the row's own positions (smt.synth.backends.kvcache): SDPA's CPU
-kernel rounds differently with the padding. The CPU's matmul kernels round differently with the number of rows
-(SmolLM2-135M's logits differ by up to 4e-5 between 2 and 4 rows), so a decode step runs `batch_size` rows
-(continuous batching: a lane whose request finished takes the next request waiting) or, once no request waits, as few
-as `lane_floor`: the smallest row count that the machine's kernels compute exactly as `batch_size` rows, probed when
-the backend starts (smt.synth.backends.lanes); idle lanes below it stay in the step. A different
-batch_size is a different computation (and a different params stamp). On a GPU, and in bfloat16, kernels reduce in
-an order that depends on the batch shape, so completions can differ in the last bits and then diverge; there is no
-batch-invariant mode there.
+Batch invariance: on a CPU, in float32 or bfloat16, a request's completion does not depend on the other requests of
+its batch (tested: records equal for every shard count, and a resumed shard's equal an uninterrupted one's). Each
+prompt is prefilled alone, in fixed chunks whose states prompts that begin alike share (smt.synth.backends.prefix),
+and attention runs row by row over the row's own positions (smt.synth.backends.kvcache): SDPA's CPU kernel rounds
+differently with the padding. The CPU's matmul kernels round differently with the number of rows (SmolLM2-135M's
+float32 logits differ by up to 4e-5 between 2 and 4 rows), so a decode step runs `batch_size` rows (continuous
+batching: a lane whose request finished takes the next request waiting) or, once no request waits, as few as
+`lane_floor`: the smallest row count that the machine's kernels compute exactly as `batch_size` rows, probed when
+the backend starts (smt.synth.backends.lanes); idle lanes below it stay in the step. A different batch_size is a
+different computation (and a different params stamp). On a GPU kernels reduce in an order that depends on the batch
+shape, so completions can differ in the last bits and then diverge; there is no batch-invariant mode there.
 """
 
 from __future__ import annotations
@@ -74,7 +73,7 @@ class TransformersBackend:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.invariant = self.device == "cpu" and getattr(torch, dtype) == torch.float32
+        self.invariant = self.device == "cpu"
         self.model = AutoModelForCausalLM.from_pretrained(
             model_path, dtype=getattr(torch, dtype), attn_implementation=ROW_ATTENTION if self.invariant else ATTENTION
         ).to(self.device)
