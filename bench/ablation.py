@@ -12,7 +12,8 @@ from the documents' paragraphs in place of synthetic streams, with the same repl
 Both of the project's multiple-choice scorers are reported: `letter` (the default) and the cloze scorer
 `option_loglik`, which asks nothing of the student's instruction following.
 
-    python bench/ablation.py [--source .] [--budget 4000] [--epochs 2 [8 ...]] [--recipes smt raw_documents ...]
+    python bench/ablation.py [--source .] [--budget 4000] [--epochs 2 [8 ...]] [--learning-rate 5e-4]
+                             [--recipes smt raw_documents ...]
 """
 
 from __future__ import annotations
@@ -64,9 +65,12 @@ def workspace(source: Path, dest: Path, budget: int) -> Path:
     return dest
 
 
-def set_epochs(ws: Path, epochs: int) -> None:
+def set_training(ws: Path, epochs: int, learning_rate: float | None) -> None:
+    """`train.epochs` and, where given, `train.learning_rate` in the workspace's params."""
     params = yaml.safe_load((ws / "params.yaml").read_text())
     params["train"]["epochs"] = epochs
+    if learning_rate is not None:
+        params["train"]["learning_rate"] = learning_rate
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -80,10 +84,11 @@ def accuracies(score: dict[str, Any]) -> dict[str, Any]:
 
 
 def stage(ws: Path, name: str, axes: dict[str, str]) -> float:
-    """Run one stage in the workspace; its seconds."""
+    """Run one stage in the workspace on the threads its Snakemake rule holds (bfloat16 scores round by thread
+    count, so the base row matches the pipeline's); its seconds."""
     started = time.perf_counter()
     command = [sys.executable, "-m", "smt", name, *(f"--{k}={v}" for k, v in axes.items())]
-    env = {**os.environ, "PYTHONPATH": str(ws)}
+    env = {**os.environ, "PYTHONPATH": str(ws), "OMP_NUM_THREADS": str(S.stage(name).threads)}
     done = subprocess.run(command, cwd=ws, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-4000:]}")
@@ -117,9 +122,9 @@ def raw_mix(ws: Path, axes: dict[str, str], budget: int) -> None:
     (ws / S.MIX_REPORT.format(**axes)).write_text(json.dumps(report))
 
 
-def measure(ws: Path, recipe: str, budget: int, epochs: int) -> dict[str, Any]:
+def measure(ws: Path, recipe: str, budget: int, epochs: int, learning_rate: float | None) -> dict[str, Any]:
     axes = {"benchmark": BENCHMARK, "recipe": recipe, "budget": str(budget)}
-    set_epochs(ws, epochs)
+    set_training(ws, epochs, learning_rate)
     seconds = {}
     if recipe == "raw_documents":
         raw_mix(ws, axes, budget)
@@ -133,6 +138,7 @@ def measure(ws: Path, recipe: str, budget: int, epochs: int) -> dict[str, Any]:
     return {
         "recipe": recipe,
         "epochs": epochs,
+        "learning_rate": yaml.safe_load((ws / "params.yaml").read_text())["train"]["learning_rate"],
         "shares": RECIPES[recipe] if recipe != "raw_documents" else {"documents": 1.0},
         "mix_tokens": report.get("total_tokens"),
         "tokens_by_stream": report.get("tokens"),
@@ -149,6 +155,7 @@ def main() -> None:
     parser.add_argument("--source", type=Path, default=ROOT, help="a finished run's project folder")
     parser.add_argument("--budget", type=int, default=4000, help="synthetic tokens in every mix")
     parser.add_argument("--epochs", type=int, nargs="+", default=[2], help="each recipe is trained at each")
+    parser.add_argument("--learning-rate", type=float, help="train.learning_rate (default: params.yaml's)")
     parser.add_argument("--recipes", nargs="*", default=list(RECIPES))
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/ablation.json")
     args = parser.parse_args()
@@ -160,12 +167,13 @@ def main() -> None:
         rows.append({"recipe": "base (untrained)", "epochs": 0, **accuracies(base)})
         for epochs in args.epochs:
             for recipe in args.recipes:
-                rows.append(measure(ws, recipe, args.budget, epochs))
+                rows.append(measure(ws, recipe, args.budget, epochs, args.learning_rate))
                 print(json.dumps(rows[-1]), flush=True)
-    print("\n| trained on | epochs | letter [95% CI] | cloze [95% CI] | last loss |\n|---|---|---|---|---|")
+    print("\n| trained on | epochs | lr | letter [95% CI] | cloze [95% CI] | last loss |\n|---|---|---|---|---|---|")
     for r in rows:
         letter, cloze = ("{:.1f}% [{:.1f}, {:.1f}]".format(*r[k]) for k in ("letter", CLOZE))
-        print(f"| {r['recipe']} | {r['epochs']} | {letter} | {cloze} | {r.get('last_loss', '')} |")
+        lr, loss = r.get("learning_rate", ""), r.get("last_loss", "")
+        print(f"| {r['recipe']} | {r['epochs']} | {lr} | {letter} | {cloze} | {loss} |")
     result = {"benchmark": BENCHMARK, "budget": args.budget, "rows": rows}
     results_file.write(str(args.out), result)
 

@@ -38,7 +38,7 @@ TINY = {
     "ingest": {"max_documents": 2},
     "generation": {"batch_size": 4, "shards": 1, "max_rounds": 1},
     "mix": {"token_budgets": [40]},
-    "synth_qa": {"per_request": 1, "per_document": 4, "max_new_tokens": 64},  # 8 requests: some accepted QA
+    "synth_qa": {"per_request": 1, "per_document": 4, "temperature": 1.0, "max_new_tokens": 64},  # 8 requests
     "synth_docs": {
         "max_new_tokens": 32,
         "generators": {

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from helpers import ROOT
 
+from smt.synth import rounds
 from smt.synth.backends.transformers import TransformersBackend
 from smt.synth.generation import Completion, Request, Sampling
 from smt.synth.generators import active_reading, qa
@@ -91,3 +92,20 @@ def test_a_qa_completion_counts_the_tokens_of_the_pairs_it_kept() -> None:
     assert 20 <= qa.accepted_tokens(completion, kept) <= 30
     assert qa.accepted_tokens(completion, 0) == 0
     assert qa.accepted_tokens(Completion("d/qa/1", "", "error", 100, 0), 0) == 0
+
+
+@pytest.mark.parametrize(
+    ("made", "asked", "round_number", "expected"),
+    [
+        (0, 0, 1, 3),  # the first round: `first` items
+        (300, 3, 2, 2),  # 100 tokens per item, 140 to go: two more
+        (10, 3, 2, 3),  # one short item accepted of three: the rate says 43 more, the cap says at most 3
+        (20, 6, 3, 6),  # the cap grows with what was asked
+        (0, 3, 2, 6),  # nothing accepted: twice the last round's ask
+        (0, 9, 3, 12),
+    ],
+)
+def test_a_later_round_asks_what_the_rate_says_but_at_most_doubles(
+    made: int, asked: int, round_number: int, expected: int
+) -> None:
+    assert rounds.ask(target=440, made=made, asked=asked, first=3, round_number=round_number) == expected
