@@ -45,7 +45,7 @@ def rewrite_lines(path: Path, change: Any) -> None:
 
 def test_demo_benchmark_is_complete() -> None:
     docs, questions = T.to_frames(B.load("demo", DEMO))
-    assert (docs.height, questions.height) == (5, 40)
+    assert (docs.height, questions.height) == (5, 80)
     assert set(questions["answer"]) == {"A", "B", "C", "D"}
     assert questions["options"].list.len().unique().to_list() == [4]
     assert set(questions["doc_id"]) <= set(docs["doc_id"])

@@ -1,7 +1,8 @@
-"""The multiple-choice scorers on the embedded base model and the demo's 40 questions, against truths computed
+"""The multiple-choice scorers on the embedded base model and the demo's 80 questions, against truths computed
 apart from them: the letter prompt shows every option; the base model, which cannot know the fictional demo,
 scores chance by letter; the letter scores do not depend on the batch; option_loglik gives the cloze scorer's
-numbers (`loglik` before it was renamed: 7 of 40, 17.5%, as measured on the embedded default) and each option's
+numbers on the demo's first 40 questions (`loglik` before it was renamed: 7 of 40, 17.5%, as measured on the
+embedded default when the demo had those 40) and each option's
 score is its tokens' mean log-probability computed one sequence at a time; the model's chat-template variables
 reach every prompt a scorer or the judge writes."""
 
@@ -66,7 +67,7 @@ def by_letter(base_model: Path, demo) -> list[dict[str, Any]]:
 def test_the_base_models_letter_accuracy_on_the_demo_is_chance_within_its_interval(by_letter) -> None:
     outcomes = [r["correct"] for r in by_letter]
     low, high = stats.bootstrap_ci(outcomes, 1000, seed=0)
-    assert len(outcomes) == 40 and low <= CHANCE <= high, (sum(outcomes), low, high)
+    assert len(outcomes) == 80 and low <= CHANCE <= high, (sum(outcomes), low, high)
     # It answers with letters (most of its next-token probability is on A-D), it does not know the answers.
     assert min(r["letter_mass"] for r in by_letter) > 0.5
     assert all(r["predicted"] in "ABCD" and r["correct"] == (r["predicted"] == r["gold"]) for r in by_letter)
@@ -87,11 +88,12 @@ def test_letter_scores_are_those_of_each_prompt_run_alone(loaded, demo, by_lette
 
 
 def test_option_loglik_reproduces_the_cloze_scorers_numbers(base_model: Path, loaded, demo) -> None:
-    questions, framed = demo
+    first = [i for i, q in enumerate(demo[0]) if int(q["question_id"].rsplit("q", 1)[1]) <= 8]  # q1-q8 of each
+    questions, framed = [demo[0][i] for i in first], [demo[1][i] for i in first]
     model, tokenizer = loaded
     exact = scorers.Model(str(base_model), dtype="float32")  # the cloze scorer's numbers were measured in float32
-    records, _ = scorers.score_option_loglik(exact, questions, framed, [[]] * 40)
-    assert sum(r["correct"] for r in records) == 7  # 17.5%, the embedded default's closed-book base score
+    records, _ = scorers.score_option_loglik(exact, questions, framed, [[]] * len(questions))
+    assert len(records) == 40 and sum(r["correct"] for r in records) == 7  # 17.5%, measured on those 40
     for q, f, record in list(zip(questions, framed, records, strict=True))[:3]:
         prompt = option_loglik.build_prompt(tokenizer, f)
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]

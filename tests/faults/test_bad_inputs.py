@@ -121,7 +121,7 @@ BENCHMARK_CASES: dict[str, tuple[str, Callable[[Path], dict], str | None, str]] 
         "demo", lambda s: demo(s, documents=b"".join(DEMO_LINES[:2]) + BAD_UTF8), "documents.jsonl",
         r"record line 3: not valid UTF-8 \(byte 0xe9 at offset 16\)",
     ),
-    "demo-cut-short": ("demo", lambda s: demo(s, questions=CUT), "questions.jsonl", "record line 40: not valid JSON"),
+    "demo-cut-short": ("demo", lambda s: demo(s, questions=CUT), "questions.jsonl", "record line 80: not valid JSON"),
     "quality-official-empty-dev": ("quality", lambda s: official(s, DEV, b""), DEV, EMPTY + "question sets"),
     "quality-official-not-utf8": ("quality", lambda s: official(s, TRAIN, BAD_UTF8), TRAIN, f"record line 1: {UTF8}"),
     "quality-leval-empty": ("quality", lambda s: leval(s, b""), "quality.jsonl", EMPTY + "articles"),
