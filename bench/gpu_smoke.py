@@ -11,7 +11,7 @@ Checks (each passes, fails or is skipped with its reason; one JSON file holds th
 - fsdp: the same through `accelerate launch` with envs/accelerate/fsdp.yaml (sharded checkpoints, the final
   model gathered whole), over every GPU of the machine.
 - scorers: the letter, option_loglik and generate scorers on demo questions, on the GPU.
-- scorers_gpu_vs_cpu (GPU only): the three scorers on all 40 demo questions with the embedded model, on the CPU in
+- scorers_gpu_vs_cpu (GPU only): the three scorers on the first 40 demo questions with the embedded model, on the CPU in
   float32 (a process that sees no GPU) and on the GPU in float32 and in bfloat16 (`eval.dtype: auto`); the
   predictions compared. In float32 the GPU must agree with the CPU on every question but near-ties (the CPU's
   two best scores within 1e-3); bfloat16's agreement is measured and reported with the CPU margins of the

@@ -1,6 +1,6 @@
 """Scoring throughput of the `letter` scorer (smt.eval.letter) against a bare forward loop on the same batches.
 
-The 40 demo questions, closed-book and with two excerpts of their document as context (about the prompt the RAG
+The 80 demo questions, closed-book and with two excerpts of their document as context (about the prompt the RAG
 conditions build from `rag.top_k: 2` chunks of 600 characters), scored by the embedded student at `eval.batch_size`
 questions per pass, in float32 and, where this device has fast bfloat16 (a GPU that supports it, a CPU with
 AMX-BF16: what `eval.dtype: auto` picks), in bfloat16. Beside each: the bare loop (the same left-padded batches
