@@ -9,6 +9,10 @@ tokens a recipe at the same budget draws from it, so repeats are allowed here (`
 report keeps the repeated share per row). The raw-documents row is mixed by the same code (smt.train.mixing.mix)
 from the documents' paragraphs in place of synthetic streams, with the same replay share.
 
+Beside each row, how many of the questions' answers its training mix states at all: the correct option's words
+(less a leading article) found in the mix's items about the question's document, counting only questions whose
+answer appears so in the document itself. A student cannot learn from its mix a fact the mix never states.
+
 Both of the project's multiple-choice scorers are reported: `letter` (the default) and the cloze scorer
 `option_loglik`, which asks nothing of the student's instruction following.
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -95,6 +100,36 @@ def stage(ws: Path, name: str, axes: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
+def normalized(text: str) -> str:
+    """Lowercase words separated by single spaces, for matching an answer inside a text."""
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def answer_words(question: dict[str, Any]) -> str:
+    """The correct option's words, less a leading article or hedge ("The Halcyon Reed" -> "halcyon reed")."""
+    words = normalized(question["options"]["ABCD".index(question["answer"])])
+    return re.sub(r"^(the|a|an|roughly|about) ", "", words)
+
+
+def answers_in_mix(ws: Path, axes: dict[str, str]) -> dict[str, int]:
+    """How many answers the mix states: questions whose answer's words occur in the mix's items about their
+    document, of those whose answer's words occur in the document."""
+    import polars as pl
+
+    documents = pl.read_parquet(ws / S.DOCUMENTS.format(benchmark=BENCHMARK)).to_dicts()
+    questions = pl.read_parquet(ws / S.QUESTIONS.format(benchmark=BENCHMARK)).to_dicts()
+    source = {d["doc_id"]: normalized(d["text"]) for d in documents}
+    mixed: dict[str, str] = {}
+    for line in (ws / S.MIX.format(**axes)).open():
+        item = json.loads(line)
+        mixed[item.get("doc_id") or ""] = mixed.get(item.get("doc_id") or "", "") + " " + normalized(item["text"])
+    stated = [q for q in questions if answer_words(q) in source.get(q["doc_id"], "")]
+    return {
+        "answers_in_documents": len(stated),
+        "answers_in_mix": sum(answer_words(q) in mixed.get(q["doc_id"], "") for q in stated),
+    }
+
+
 def raw_mix(ws: Path, axes: dict[str, str], budget: int) -> None:
     """The raw-documents mix: the documents' paragraphs as the only stream, mixed with the replay share exactly as
     the mix stage mixes synthetic streams."""
@@ -143,6 +178,7 @@ def measure(ws: Path, recipe: str, budget: int, epochs: int, learning_rate: floa
         "mix_tokens": report.get("total_tokens"),
         "tokens_by_stream": report.get("tokens"),
         "repeated_tokens": report.get("repeated_tokens"),
+        **answers_in_mix(ws, axes),
         "train_steps": metrics.get("steps"),
         "last_loss": metrics.get("last_loss"),
         **accuracies(score),
@@ -169,11 +205,13 @@ def main() -> None:
             for recipe in args.recipes:
                 rows.append(measure(ws, recipe, args.budget, epochs, args.learning_rate))
                 print(json.dumps(rows[-1]), flush=True)
-    print("\n| trained on | epochs | lr | letter [95% CI] | cloze [95% CI] | last loss |\n|---|---|---|---|---|---|")
+    print("\n| trained on | epochs | lr | answers in mix | letter [95% CI] | cloze [95% CI] | last loss |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         letter, cloze = ("{:.1f}% [{:.1f}, {:.1f}]".format(*r[k]) for k in ("letter", CLOZE))
         lr, loss = r.get("learning_rate", ""), r.get("last_loss", "")
-        print(f"| {r['recipe']} | {r['epochs']} | {lr} | {letter} | {cloze} | {loss} |")
+        stated = f"{r['answers_in_mix']} of {r['answers_in_documents']}" if "answers_in_mix" in r else ""
+        print(f"| {r['recipe']} | {r['epochs']} | {lr} | {stated} | {letter} | {cloze} | {loss} |")
     result = {"benchmark": BENCHMARK, "budget": args.budget, "rows": rows}
     results_file.write(str(args.out), result)
 

@@ -69,10 +69,10 @@ def requests(n: int) -> list[Request]:
     ]
 
 
-def bare_loop(model: str, new_tokens: int, batch: int, rounds: int) -> dict[str, Any]:
+def bare_loop(model: str, dtype: str, new_tokens: int, batch: int, rounds: int) -> dict[str, Any]:
     """Greedy batch decoding on the backend's own model, prefill and KV states (each distinct prompt prefilled
     once), and nothing else: no sampling, stopping or bookkeeping. The floor the backend's own work adds to."""
-    backend = TransformersBackend(model, dtype="float32", batch_size=batch, prompt_cache_bytes=0)
+    backend = TransformersBackend(model, dtype=dtype, batch_size=batch, prompt_cache_bytes=0)
     prompt_s = decode_s = 0.0
     prompt_tokens = generated = 0
     with torch.inference_mode():
@@ -93,7 +93,7 @@ def bare_loop(model: str, new_tokens: int, batch: int, rounds: int) -> dict[str,
                 logits = out.logits[:, -1]
             generated += batch * new_tokens
             decode_s += time.perf_counter() - started
-    return row("bare loop", "float32", batch, batch * rounds, prompt_tokens, generated, prompt_s, decode_s, "cpu")
+    return row("bare loop", dtype, batch, batch * rounds, prompt_tokens, generated, prompt_s, decode_s, "cpu")
 
 
 def stock_loop(model: str, new_tokens: int, n: int) -> dict[str, Any]:
@@ -123,8 +123,8 @@ def stock_loop(model: str, new_tokens: int, n: int) -> dict[str, Any]:
     return row("stock loop", "float32", 1, n, prompt_tokens, generated, prompt_s, decode_s, "cpu")
 
 
-def arithmetic_limit(model: str, batch: int, context: int) -> dict[str, Any]:
-    """Decode tokens/s the machine's arithmetic allows: its measured float32 matmul rate (a square 2048 matmul,
+def arithmetic_limit(model: str, dtype: str, batch: int, context: int) -> dict[str, Any]:
+    """Decode tokens/s the machine's arithmetic allows in `dtype`: its measured matmul rate (a square 2048 matmul,
     the best case) over one token's FLOPs (2 per weight, plus attention over `context` positions), and the rate
     of the model's own matmul shapes at `batch` rows (weights read once per step: the realistic ceiling)."""
     from transformers import AutoConfig
@@ -137,7 +137,8 @@ def arithmetic_limit(model: str, batch: int, context: int) -> dict[str, Any]:
     per_token = 2 * weights + 4 * layers * hidden * context
 
     def rate(m: int, pairs: list[tuple[int, int]], repeat: int) -> float:
-        mats = [(torch.randn(m, k), torch.randn(k, n)) for k, n in pairs]
+        kind = getattr(torch, dtype)
+        mats = [(torch.randn(m, k, dtype=kind), torch.randn(k, n, dtype=kind)) for k, n in pairs]
         for a, b in mats:
             a @ b
         started = time.perf_counter()
@@ -149,6 +150,7 @@ def arithmetic_limit(model: str, batch: int, context: int) -> dict[str, Any]:
     square = rate(2048, [(2048, 2048)], 10)
     decode = rate(batch, [*shapes, (hidden, config.vocab_size)], 20)
     return {
+        "dtype": dtype,
         "matmul_gflops": square / 1e9,
         "decode_shape_gflops": decode / 1e9,
         "batch": batch,
@@ -334,7 +336,7 @@ def main() -> None:
     ]
     n = args.rounds * min(args.batches)  # the requests of the smallest-batch transformers row
     if not args.no_bare:
-        rows += [bare_loop(args.model, args.new_tokens, b, args.rounds) for b in args.batches]
+        rows += [bare_loop(args.model, d, args.new_tokens, b, args.rounds) for d in args.dtypes for b in args.batches]
         rows.append(stock_loop(args.model, args.new_tokens, n))
     if importlib.util.find_spec("llama_cpp") and not args.no_llamacpp:
         rows.append(llamacpp(args.new_tokens, n, torch.get_num_threads()))
@@ -350,20 +352,29 @@ def main() -> None:
         )
     widest = max(args.batches)
     context = max(r["prompt_tokens"] // r["requests"] for r in rows) + args.new_tokens // 2
-    limit = arithmetic_limit(args.model, widest, context)
-    to_bare = {}
+    limits = [arithmetic_limit(args.model, d, widest, context) for d in args.dtypes]
+    to_bare: dict[str, dict[int, float]] = {}  # dtype -> batch -> backend / bare loop, generated tokens/s
     for r in rows:
-        bare = next((b for b in rows if b["backend"] == "bare loop" and b["batch"] == r["batch"]), None)
-        if r["backend"] == "transformers" and r["dtype"] == "float32" and bare:
-            to_bare[r["batch"]] = r["decode_tokens_per_s"] / bare["decode_tokens_per_s"]
-    print(
-        "\nbackend / bare loop, decode tokens/s: "
-        + ", ".join(f"batch {b} {v:.2f}" for b, v in to_bare.items())
-        + f"\narithmetic limit, decode at batch {widest} over {context} positions: "
-        f"{limit['tokens_per_s_at_decode_shape_rate']:.0f} tokens/s at the model's matmul shapes "
-        f"({limit['decode_shape_gflops']:.0f} GFLOP/s), {limit['tokens_per_s_at_matmul_rate']:.0f} at a square "
-        f"matmul's rate ({limit['matmul_gflops']:.0f} GFLOP/s)"
-    )
+        bare = next(
+            (b for b in rows if b["backend"] == "bare loop" and (b["dtype"], b["batch"]) == (r["dtype"], r["batch"])),
+            None,
+        )
+        if r["backend"] == "transformers" and bare:
+            to_bare.setdefault(r["dtype"], {})[r["batch"]] = (
+                r["generated_tokens_per_s"] / bare["generated_tokens_per_s"]
+            )
+    for dtype, ratios in to_bare.items():
+        print(
+            f"\nbackend / bare loop, {dtype}, generated tokens/s: "
+            + ", ".join(f"batch {b} {v:.2f}" for b, v in ratios.items())
+        )
+    for limit in limits:
+        print(
+            f"arithmetic limit, {limit['dtype']}, decode at batch {widest} over {context} positions: "
+            f"{limit['tokens_per_s_at_decode_shape_rate']:.0f} tokens/s at the model's matmul shapes "
+            f"({limit['decode_shape_gflops']:.0f} GFLOP/s), {limit['tokens_per_s_at_matmul_rate']:.0f} at a square "
+            f"matmul's rate ({limit['matmul_gflops']:.0f} GFLOP/s)"
+        )
     shards = []
     if not args.no_shards:
         shards = [
@@ -387,7 +398,7 @@ def main() -> None:
         "baseline": f"transformers batch {baseline['batch']} {baseline['dtype']}",
         "rows": rows,
         "backend_to_bare_loop": to_bare,
-        "arithmetic_limit": limit,
+        "arithmetic_limit": limits,
         "shards": shards,
     }
     results_file.write(args.out, result)
