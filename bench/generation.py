@@ -354,20 +354,11 @@ def main() -> None:
     context = max(r["prompt_tokens"] // r["requests"] for r in rows) + args.new_tokens // 2
     limits = [arithmetic_limit(args.model, d, widest, context) for d in args.dtypes]
     to_bare: dict[str, dict[int, float]] = {}  # dtype -> batch -> backend / bare loop, generated tokens/s
-    for r in rows:
-        bare = next(
-            (b for b in rows if b["backend"] == "bare loop" and (b["dtype"], b["batch"]) == (r["dtype"], r["batch"])),
-            None,
-        )
-        if r["backend"] == "transformers" and bare:
-            to_bare.setdefault(r["dtype"], {})[r["batch"]] = (
-                r["generated_tokens_per_s"] / bare["generated_tokens_per_s"]
-            )
+    bare = {(b["dtype"], b["batch"]): b["generated_tokens_per_s"] for b in rows if b["backend"] == "bare loop"}
+    for r in (r for r in rows if r["backend"] == "transformers" and (r["dtype"], r["batch"]) in bare):
+        to_bare.setdefault(r["dtype"], {})[r["batch"]] = r["generated_tokens_per_s"] / bare[r["dtype"], r["batch"]]
     for dtype, ratios in to_bare.items():
-        print(
-            f"\nbackend / bare loop, {dtype}, generated tokens/s: "
-            + ", ".join(f"batch {b} {v:.2f}" for b, v in ratios.items())
-        )
+        print(f"backend / bare loop, {dtype}: " + ", ".join(f"batch {b} {v:.2f}" for b, v in ratios.items()))
     for limit in limits:
         print(
             f"arithmetic limit, {limit['dtype']}, decode at batch {widest} over {context} positions: "

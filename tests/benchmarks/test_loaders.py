@@ -255,7 +255,7 @@ def test_max_documents_keeps_questions_of_kept_documents_and_counts_the_rest() -
     loaded = ingest.limit_documents(B.load("demo", DEMO), 2)
     assert sorted(d["doc_id"] for d in loaded.documents) == ["demo-01", "demo-02"]
     assert {q["doc_id"] for q in loaded.questions} == {"demo-01", "demo-02"}
-    assert loaded.excluded == {"beyond_max_documents_documents": 3, "beyond_max_documents_questions": 24}
+    assert loaded.excluded == {"beyond_max_documents_documents": 3, "beyond_max_documents_questions": 48}
 
 
 # ---------------------------------------------------------------------------------------------- FinanceBench

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from helpers import SHARED_DATA, make_workspace, sh
 
+from smt.inference import cpu_bf16_tiles
+
 GENERATE = {"eval": {"scorer": "generate", "max_questions": 3, "max_new_tokens": 24, "bootstrap_resamples": 200}}
 BESIDE = ["letter", "option_loglik"]
 
@@ -28,7 +30,8 @@ def test_generation_scorer_parses_or_counts_every_answer(tmp_path: Path, base_mo
     records = [json.loads(line) for line in (ws / "results/scores/demo/closed_book_base.predictions.jsonl").open()]
     assert score["scorer"] == "generate" and score["n"] == 3 and len(records) == 3 * 3
     assert set(score["prompts"]) == {"mc_cot", "shots"} and score["shots"] == 2 and score["temperature"] == 0.0
-    assert score["device"] == "cpu" and score["dtype"] == "float32"  # generated answers: the backend's CPU dtype
+    cpu_dtype = "bfloat16" if cpu_bf16_tiles() else "float32"  # generated answers: the backend's CPU dtype
+    assert score["device"] == "cpu" and score["dtype"] == cpu_dtype
     assert score["chance"] == 0.25
     assert list(score["scorers"]) == ["generate", *BESIDE]
     prompt_names = {"letter": {"mc_letter"}, "option_loglik": {"option_loglik", "option_loglik_context"}}

