@@ -48,7 +48,7 @@ def _tool_commands(sub: Any) -> None:
     srv.add_argument("--model", required=True, help="a Hugging Face model folder, e.g. results/models/base/smollm2")
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8000)
-    srv.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    srv.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="as generation.dtype")
     srv.add_argument("--batch-size", type=int, default=8, help="requests generated together at most")
     srv.add_argument("--api-key-env", help="require `Authorization: Bearer $NAME` (the variable's name, not the key)")
     srv.add_argument("--served-model-name", help="the model name clients send (default: the model's id)")

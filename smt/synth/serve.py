@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from smt.synth.backends.transformers import TransformersBackend
-from smt.synth.generation import Completion, Request, Sampling
+from smt.synth.generation import BackendSettings, Completion, Request, Sampling
 
 log = logging.getLogger("smt.serve")
 BATCH_WAIT_SECONDS = 0.02
@@ -553,7 +553,7 @@ def serve(
     model: str,
     host: str = "127.0.0.1",
     port: int = 8000,
-    dtype: str = "float32",
+    dtype: str = "auto",
     batch_size: int = 8,
     api_key_env: str | None = None,
     served_model_name: str | None = None,
@@ -572,7 +572,8 @@ def serve(
 
     def load() -> None:
         try:
-            state.batcher = Batcher(TransformersBackend(model, dtype=dtype, batch_size=batch_size), batch_size)
+            resolved = BackendSettings("transformers", model, dtype).resolved().dtype  # `auto` as the stages pick it
+            state.batcher = Batcher(TransformersBackend(model, dtype=resolved, batch_size=batch_size), batch_size)
             log.info("model %s ready", state.model_name)
         except Exception as exc:
             state.load_error = f"{type(exc).__name__}: {exc}"
