@@ -265,7 +265,7 @@ def seed_entity_step(ws: Path) -> tuple[str, list[str]]:
     entities = [doc["title"], doc["author"], str(doc["year"])]
     request = entity_request(doc, seed=1234)
     sampling = Sampling(0.7, 0.95, TINY["synth_docs"]["generators"]["entigraph"]["entities_max_new_tokens"])
-    settings = BackendSettings("transformers", "results/models/base/smollm2", "float32")
+    settings = BackendSettings("transformers", "results/models/base/smollm2", "auto").resolved()  # as the stage runs
     partial = Partial(
         ws / "results/.journal/synth_docs@demo-entigraph/0-of-1.jsonl",
         partial_identity(
