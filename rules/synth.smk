@@ -46,6 +46,7 @@ rule synth_qa_shard:
             "smt/synth/rounds.py",
             "smt/synth/sections.py",
             "smt/synth/shard.py",
+            "smt/tokens.py",
         ],
     output:
         records=temp("results/synth/{benchmark}/shards/qa/{shard}.jsonl"),
@@ -59,6 +60,7 @@ rule synth_qa_shard:
     benchmark:
         "results/benchmarks/synth_qa/{benchmark}.shard{shard}.tsv"
     threads: 2
+    priority: 1
     resources:
         mem_mb=4000,
         runtime=120,
@@ -114,6 +116,7 @@ rule synth_qa:
             "smt/synth/rounds.py",
             "smt/synth/sections.py",
             "smt/synth/shard.py",
+            "smt/tokens.py",
         ],
     output:
         qa="results/synth/{benchmark}/qa.jsonl",
@@ -124,7 +127,8 @@ rule synth_qa:
         "results/logs/synth_qa/{benchmark}.log",
     benchmark:
         "results/benchmarks/synth_qa/{benchmark}.tsv"
-    threads: 2
+    threads: 1
+    priority: 1
     resources:
         mem_mb=4000,
         runtime=120,
@@ -178,6 +182,7 @@ rule synth_docs_shard:
             "smt/synth/rounds.py",
             "smt/synth/sections.py",
             "smt/synth/shard.py",
+            "smt/tokens.py",
             "smt/prompts/{generator}.txt",
             "smt/synth/generators/{generator}.py",
         ],
@@ -192,7 +197,8 @@ rule synth_docs_shard:
         "results/logs/synth_docs/{benchmark}-{generator}.shard{shard}.log",
     benchmark:
         "results/benchmarks/synth_docs/{benchmark}-{generator}.shard{shard}.tsv"
-    threads: 2
+    threads: 1
+    priority: 1
     resources:
         mem_mb=4000,
         runtime=240,
@@ -249,6 +255,7 @@ rule synth_docs:
             "smt/synth/rounds.py",
             "smt/synth/sections.py",
             "smt/synth/shard.py",
+            "smt/tokens.py",
             "smt/prompts/{generator}.txt",
             "smt/synth/generators/{generator}.py",
         ],
@@ -261,7 +268,8 @@ rule synth_docs:
         "results/logs/synth_docs/{benchmark}-{generator}.log",
     benchmark:
         "results/benchmarks/synth_docs/{benchmark}-{generator}.tsv"
-    threads: 2
+    threads: 1
+    priority: 1
     resources:
         mem_mb=4000,
         runtime=240,
@@ -340,6 +348,7 @@ rule synth_audit:
             "smt/synth/diversity.py",
             "smt/synth/generation.py",
             "smt/synth/records.py",
+            "smt/tokens.py",
         ],
     output:
         report="results/synth/{benchmark}/audit.json",

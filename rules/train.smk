@@ -27,6 +27,7 @@ rule mix:
             "smt/synth/__init__.py",
             "smt/synth/contamination.py",
             "smt/synth/records.py",
+            "smt/tokens.py",
             "smt/train/__init__.py",
             "smt/train/mixing.py",
         ],
@@ -38,6 +39,7 @@ rule mix:
     log:
         "results/logs/mix/{benchmark}-{recipe}-{budget}.log",
     threads: 1
+    priority: 1
     resources:
         mem_mb=2000,
         runtime=10,
@@ -94,6 +96,7 @@ rule train:
     benchmark:
         "results/benchmarks/train/{benchmark}-{recipe}-{budget}.tsv"
     threads: 1
+    priority: 1
     resources:
         mem_mb=8000,
         runtime=240,

@@ -105,7 +105,11 @@ def _rule(st: ST.Stage, shard_rule: bool = False) -> str:
     lines += ["    log:", f"        {_q(log)},"]
     if st.heavy:
         lines += ["    benchmark:", f"        {_q(bench)}"]
-    lines += [f"    threads: {st.threads}", "    resources:"]
+    # The merge rule of a sharded stage only gathers its shards' records: one thread.
+    lines += [f"    threads: {1 if st.shards and not shard_rule else st.threads}"]
+    if st.priority:
+        lines += [f"    priority: {st.priority}"]
+    lines += ["    resources:"]
     lines += [f"        {k}={v}," for k, v in st.resources.items()]
     lines += ["    conda:", f"        {_q(f'../envs/{st.env}.yaml')}", "    shell:", f"        {_q(command)}"]
     return "\n".join(lines) + "\n"

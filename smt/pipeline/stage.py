@@ -84,10 +84,14 @@ class Stage:
     entry: tuple[str, ...] = ()
     resources: dict[str, int] = field(default_factory=lambda: {"mem_mb": 2000, "runtime": 30, "gpu": 0})
     # Cores its Snakemake job holds (OMP_NUM_THREADS). Measured on 2 cores: batched decoding scales with threads
-    # (float32, 16 rows: 2.0x on 2 threads), while the prefill-bound steps (scoring, training, embedding; bfloat16 on
-    # AMX) gain 1.0-1.4x, and two one-thread jobs side by side do as much as one two-thread job, with their model
-    # loading and Python work overlapped. So generation takes 2 and the rest 1: Snakemake then runs them in pairs.
+    # (float32, 16 rows: 2.0x on 2 threads; bfloat16 on AMX: 1.5x), while the prefill-bound steps (scoring, training,
+    # embedding; bfloat16 on AMX) gain 1.0-1.4x, and two one-thread jobs side by side do as much as one two-thread
+    # job, with their model loading and Python work overlapped. So the QA stream, which runs alone, takes 2, and the
+    # rest 1: Snakemake then runs them in pairs (the document generators side by side).
     threads: int = 1
+    # Snakemake's `priority:` (higher first among jobs that are ready): the generation chain that every trained model
+    # waits on goes before the base model's evaluations, which nothing downstream of training needs early.
+    priority: int = 0
     heavy: bool = False  # its Snakemake rule records a `benchmark:` file (time, memory)
     env: str = "core"
     # Snakemake-only outputs of one shard (`{shard}` in the path), for stages that generate in shards: rule

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from smt import io
+from smt import io, tokens
 from smt.pipeline.context import StageContext
 from smt.synth import contamination, records
 from smt.train.mixing import REPLAY, count_tokens, generation, mix, qa_item, replay_passages
@@ -25,13 +25,11 @@ def item(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(ctx: StageContext) -> None:
-    from transformers import AutoTokenizer
-
     shares = ctx.p(f"recipes.{ctx.axes['recipe']}")
     generated = {name: io.read_jsonl(path) for name, path in zip(shares, ctx.inputs["streams"], strict=True)}
     index = contamination.load_index(ctx.input("questions"), ctx.input("documents"), ctx.p("audit.ngram"))
     checked, _ = contamination.audit(generated, index, ctx.p("audit.max_contamination"))
-    tokenizer = AutoTokenizer.from_pretrained(ctx.input("model"))
+    tokenizer = tokens.load(ctx.input("model"))
     streams = {name: [item(r) for r in found] for name, found in generated.items()}
     streams[REPLAY] = replay_passages(ctx.input("replay"))
     count_tokens(streams, tokenizer)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import polars as pl
 
-from smt import artifacts, io
+from smt import artifacts, io, tokens
 from smt.pipeline import params as P
 from smt.pipeline import stage as ST
 from smt.pipeline.context import StageContext
@@ -65,9 +65,7 @@ def units(ctx: StageContext, job: Job) -> list[dict]:
     size = sections.section_budget(ctx.p("generation.section_tokens"), context, new_tokens)
     tokenizer = None
     if size:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(model)
+        tokenizer = tokens.load(model)
     found = sections.split(documents, tokenizer, size, ctx.p("generation.section_by"))
     split = sum(1 for u in found if u["section_name"] != sections.WHOLE)
     ctx.log.info("%d documents as %d units (%d sections of long documents, %d tokens at most)",

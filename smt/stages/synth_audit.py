@@ -6,16 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import AutoTokenizer
-
-from smt import io
+from smt import io, tokens
 from smt.pipeline.context import StageContext
 from smt.rag import embedding
 from smt.synth import diversity, records
 
 
 def run(ctx: StageContext) -> None:
-    tokenizer = AutoTokenizer.from_pretrained(ctx.input("model"))
+    tokenizer = tokens.load(ctx.input("model"))
     embedder = embedding.load_embedder(ctx.p("audit.embedding_model"))
     found = records.streams(ctx.input("qa"), ctx.inputs["docs"])
     report: dict[str, Any] = {"tokens": {}, "items": {}, "unique_4gram_ratio": {}, "vendi": {}}
