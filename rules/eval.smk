@@ -142,6 +142,7 @@ rule eval_rag_base:
     benchmark:
         "results/benchmarks/eval_rag_base/{benchmark}.tsv"
     threads: 1
+    priority: 1
     resources:
         mem_mb=4000,
         runtime=30,
@@ -292,6 +293,7 @@ rule eval_smt_rag:
     benchmark:
         "results/benchmarks/eval_smt_rag/{benchmark}-{recipe}-{budget}.tsv"
     threads: 1
+    priority: 1
     resources:
         mem_mb=4000,
         runtime=30,

@@ -59,8 +59,8 @@ rule synth_qa_shard:
         "results/logs/synth_qa/{benchmark}.shard{shard}.log",
     benchmark:
         "results/benchmarks/synth_qa/{benchmark}.shard{shard}.tsv"
-    threads: 2
-    priority: 1
+    threads: 1
+    priority: 3
     resources:
         mem_mb=4000,
         runtime=120,
@@ -128,7 +128,7 @@ rule synth_qa:
     benchmark:
         "results/benchmarks/synth_qa/{benchmark}.tsv"
     threads: 1
-    priority: 1
+    priority: 3
     resources:
         mem_mb=4000,
         runtime=120,
@@ -198,7 +198,7 @@ rule synth_docs_shard:
     benchmark:
         "results/benchmarks/synth_docs/{benchmark}-{generator}.shard{shard}.tsv"
     threads: 1
-    priority: 1
+    priority: 3
     resources:
         mem_mb=4000,
         runtime=240,
@@ -269,7 +269,7 @@ rule synth_docs:
     benchmark:
         "results/benchmarks/synth_docs/{benchmark}-{generator}.tsv"
     threads: 1
-    priority: 1
+    priority: 3
     resources:
         mem_mb=4000,
         runtime=240,

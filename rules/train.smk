@@ -39,7 +39,7 @@ rule mix:
     log:
         "results/logs/mix/{benchmark}-{recipe}-{budget}.log",
     threads: 1
-    priority: 1
+    priority: 2
     resources:
         mem_mb=2000,
         runtime=10,
@@ -96,7 +96,7 @@ rule train:
     benchmark:
         "results/benchmarks/train/{benchmark}-{recipe}-{budget}.tsv"
     threads: 1
-    priority: 1
+    priority: 2
     resources:
         mem_mb=8000,
         runtime=240,
