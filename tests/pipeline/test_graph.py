@@ -58,10 +58,11 @@ def test_every_params_key_is_read_by_some_stage() -> None:
 
 
 RECIPES = ("smt", "smt_fr")
+BUDGET = str(PARAMS["mix"]["token_budgets"][0])  # the default's one budget (instances mix_smt@demo-<budget>, ...)
 
 
-def trained(*stages: str, budget: str = "4000") -> set[str]:
-    """Instances of recipe-axis stages for every recipe of params.yaml (mix_smt@demo-4000, ...)."""
+def trained(*stages: str, budget: str = BUDGET) -> set[str]:
+    """Instances of recipe-axis stages for every recipe of params.yaml (mix_smt@demo-<budget>, ...)."""
     return {f"{stage}_{recipe}@demo-{budget}" for stage in stages for recipe in RECIPES}
 
 
@@ -72,8 +73,9 @@ def test_downstream_closure_of_a_training_key() -> None:
 
 def test_a_recipe_reads_only_its_own_streams() -> None:
     ar = G.downstream(PARAMS, {"synth_docs@demo-active_reading"})
-    assert "mix_smt@demo-4000" in ar and "mix_smt_fr@demo-4000" not in ar
-    assert G.readers_of_key(PARAMS, "recipes.smt_fr") == {"mix_smt_fr@demo-4000", "scaling@demo", "report", "metrics"}
+    assert f"mix_smt@demo-{BUDGET}" in ar and f"mix_smt_fr@demo-{BUDGET}" not in ar
+    readers = G.readers_of_key(PARAMS, "recipes.smt_fr")
+    assert readers == {f"mix_smt_fr@demo-{BUDGET}", "scaling@demo", "report", "metrics"}
 
 
 def test_downstream_closure_of_a_generation_key() -> None:
@@ -161,9 +163,10 @@ def test_recipes_and_budgets_fan_out_mix_train_and_smt_scores() -> None:
 
 def test_a_raised_budget_raises_the_stream_targets_and_reruns_generation() -> None:
     params = copy.deepcopy(PARAMS)
-    params["mix"]["token_budgets"] = [4000, 2000]  # a smaller budget: every stream already holds enough
+    budget = int(BUDGET)
+    params["mix"]["token_budgets"] = [budget, budget // 2]  # a smaller budget: every stream already holds enough
     assert not any(i.startswith("synth_") for i in G.changed_instances(PARAMS, params))
-    params["mix"]["token_budgets"] = [4000, 8000]
+    params["mix"]["token_budgets"] = [budget, budget * 2]
     changed = G.changed_instances(PARAMS, params)
     assert {"synth_qa@demo", "synth_docs@demo-active_reading", "synth_docs@demo-focal_rewrite"} <= changed
     params = copy.deepcopy(PARAMS)
