@@ -43,4 +43,19 @@ def test_jobs_and_the_chain_that_set_the_wall_time(tmp_path: Path) -> None:
     assert sorted(by_rule) == ["after_slow", "join", "quick", "slow"]
     assert by_rule["slow"]["start"] == 0 and by_rule["slow"]["end"] >= 3
     assert by_rule["after_slow"]["start"] >= by_rule["slow"]["end"] and by_rule["join"]["end"] >= 5
-    assert [j["rule"] for j in pipeline.critical_chain(done)] == ["slow", "after_slow", "join"]
+    chain = pipeline.critical_chain(done)
+    assert [(j["rule"], j["waited_on"]) for j in chain] == [
+        ("slow", "nothing"), ("after_slow", "input"), ("join", "input")
+    ]  # fmt: skip
+
+
+def test_a_job_that_waited_for_a_core_is_marked_so(tmp_path: Path) -> None:
+    (tmp_path / "Snakefile").write_text(
+        'rule join:\n    input: "x.txt", "y.txt"\n    output: "join.txt"\n    shell: "cat {input} > {output}"\n\n'
+        'rule one:\n    output: "{name}.txt"\n    shell: "sleep 2 && echo {wildcards.name} > {output}"\n'
+    )
+    subprocess.run(["snakemake", "--cores", "1"], cwd=tmp_path, check=True, capture_output=True)
+    done = pipeline.jobs(next((tmp_path / ".snakemake/log").glob("*.snakemake.log")).read_text())
+    chain = pipeline.critical_chain(done)
+    assert [(j["rule"], j["waited_on"]) for j in chain] == [("one", "nothing"), ("one", "core"), ("join", "input")]
+    assert chain[0]["wildcards"] != chain[1]["wildcards"]
