@@ -86,8 +86,9 @@ class Stage:
     # Cores its Snakemake job holds (OMP_NUM_THREADS). Measured on 2 cores: batched decoding scales with threads
     # (float32, 16 rows: 2.0x on 2 threads; bfloat16 on AMX: 1.5x), while the prefill-bound steps (scoring, training,
     # embedding; bfloat16 on AMX) gain 1.0-1.4x, and two one-thread jobs side by side do as much as one two-thread
-    # job, with their model loading and Python work overlapped. So every stage takes 1 (stages that can use more on
-    # a larger machine get them from a profile's `set-threads`): Snakemake runs them in pairs.
+    # job, with their model loading and Python work overlapped. So every stage takes 1 and Snakemake runs them in
+    # pairs; on a larger CPU machine `snakemake --set-threads synth_qa_shard=8` (or a profile's `set-threads`) gives
+    # a rule more.
     threads: int = 1
     # Snakemake's `priority:` (higher first among jobs that are ready): the generation chain that every trained model
     # waits on (3), then mixing and training (2), then the long retrieval-context scoring (1), so the base model's
